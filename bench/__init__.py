@@ -1,0 +1,1 @@
+"""Benchmarks of the framework against the shell pipeline and madoop."""

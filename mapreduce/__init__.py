@@ -1,0 +1,1 @@
+"""A small MapReduce framework: a Manager, Workers and streaming executables."""

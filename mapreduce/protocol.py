@@ -1,0 +1,168 @@
+"""The wire messages: the one place that knows message types and fields.
+
+Each message type is a frozen dataclass whose fields are the message's keys,
+in wire order. `to_wire` turns a message into the JSON object to send and
+`from_wire` checks a received JSON object and turns it back into a message.
+"""
+
+import dataclasses
+import typing
+
+
+class ProtocolError(ValueError):
+    """A received object is not a message this process understands."""
+
+
+class UnknownMessage(ProtocolError):
+    """A well-formed object whose `message_type` this process does not know.
+
+    SPEC.md makes every extension additive: such messages are ignored.
+    """
+
+
+MESSAGE_TYPES = {}
+
+
+def message(type_name):
+    """Register a dataclass as the message with `message_type` type_name."""
+    def register(cls):
+        cls = dataclasses.dataclass(frozen=True)(cls)
+        cls.message_type = type_name
+        hints = typing.get_type_hints(cls)
+        cls.wire_fields = tuple((field.name, hints[field.name])
+                                for field in dataclasses.fields(cls))
+        MESSAGE_TYPES[type_name] = cls
+        return cls
+    return register
+
+
+@message("shutdown")
+class Shutdown:
+    """Stop: submit to Manager, and Manager to every live Worker."""
+
+
+@message("register")
+class Register:
+    """A Worker announces itself to the Manager."""
+
+    worker_host: str
+    worker_port: int
+
+
+@message("register_ack")
+class RegisterAck:
+    """The Manager has recorded a Worker."""
+
+
+@message("heartbeat")
+class Heartbeat:
+    """A Worker is alive (UDP, every 2 s)."""
+
+    worker_host: str
+    worker_port: int
+
+
+@message("new_manager_job")
+class NewManagerJob:
+    """A job from `mapreduce-submit`."""
+
+    input_directory: str
+    output_directory: str
+    mapper_executable: str
+    reducer_executable: str
+    num_mappers: int
+    num_reducers: int
+
+
+@message("new_map_task")
+class NewMapTask:
+    """Run the mapper over some input files and partition its output."""
+
+    task_id: int
+    input_paths: typing.List[str]
+    executable: str
+    output_directory: str
+    num_partitions: int
+
+
+@message("new_reduce_task")
+class NewReduceTask:
+    """Merge sorted map outputs and run the reducer over them."""
+
+    task_id: int
+    executable: str
+    input_paths: typing.List[str]
+    output_directory: str
+
+
+@message("finished")
+class Finished:
+    """A Worker has finished a task and moved its output in place."""
+
+    task_id: int
+    worker_host: str
+    worker_port: int
+
+
+@message("task_failed")
+class TaskFailed:
+    """Extension: a Worker could not complete a task, and says why."""
+
+    task_id: int
+    worker_host: str
+    worker_port: int
+    error: str
+
+
+_PORT_FIELDS = ("worker_port",)
+
+
+def to_wire(msg):
+    """Return the JSON object for `msg`: message_type first, then fields."""
+    obj = {"message_type": msg.message_type}
+    for name, _ in msg.wire_fields:
+        obj[name] = getattr(msg, name)
+    return obj
+
+
+def from_wire(obj):
+    """Return the message in JSON object `obj`, or raise ProtocolError.
+
+    Keys beyond the message's fields are ignored (extensions are additive).
+    Raises UnknownMessage for a `message_type` this module does not know.
+    """
+    if not isinstance(obj, dict):
+        raise ProtocolError("not a JSON object")
+    type_name = obj.get("message_type")
+    if not isinstance(type_name, str):
+        raise ProtocolError("no message_type string")
+    cls = MESSAGE_TYPES.get(type_name)
+    if cls is None:
+        raise UnknownMessage(f"unknown message_type {type_name[:80]!r}")
+    values = {}
+    for name, expected in cls.wire_fields:
+        if name not in obj:
+            raise ProtocolError(f"{type_name}: missing field {name!r}")
+        value = obj[name]
+        if not _has_type(value, expected):
+            raise ProtocolError(f"{type_name}: field {name!r} has the wrong "
+                                f"type ({type(value).__name__})")
+        if name in _PORT_FIELDS and not 0 < value < 65536:
+            raise ProtocolError(f"{type_name}: {name} {value} is not a port "
+                                "number")
+        values[name] = value
+    return cls(**values)
+
+
+def _has_type(value, expected):
+    """Tell whether a decoded JSON value matches a field's annotation."""
+    if expected is int:
+        # JSON true/false decode to bool, which Python counts as int.
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is str:
+        return isinstance(value, str)
+    if typing.get_origin(expected) is list:
+        (item_type,) = typing.get_args(expected)
+        return (isinstance(value, list)
+                and all(_has_type(item, item_type) for item in value))
+    raise TypeError(f"no check for {expected!r}")

@@ -1,0 +1,1 @@
+"""The test suite: real sockets on loopback, real processes, real files."""
