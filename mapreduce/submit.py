@@ -1,0 +1,121 @@
+"""`mapreduce-submit`: send a job, or a shutdown, to a Manager."""
+
+import os
+import socket
+
+import click
+
+from mapreduce import protocol
+from mapreduce.reactor.net import encode_json
+
+CONNECT_TIMEOUT = 10.0
+
+
+def send(host, port, msg):
+    """Send one message to the Manager; raise ClickException on failure."""
+    try:
+        with socket.create_connection((host, port),
+                                      timeout=CONNECT_TIMEOUT) as sock:
+            sock.sendall(encode_json(protocol.to_wire(msg)))
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot reach the Manager at {host}:{port}: "
+            f"{exc.strerror or exc}") from exc
+
+
+def _check_executable(path, option):
+    """Fail unless `path` is an executable file; return its absolute path."""
+    if not os.path.isfile(path):
+        raise click.BadParameter(f"{path!r} is not a file.",
+                                 param_hint=option)
+    if not os.access(path, os.X_OK):
+        raise click.BadParameter(f"{path!r} is not executable.",
+                                 param_hint=option)
+    return os.path.abspath(path)
+
+
+def _check_output(output, input_directory, executables):
+    """Fail if the output directory is a place a job must not replace."""
+    real = os.path.realpath(output)
+    if os.path.lexists(output) and (os.path.islink(output)
+                                    or not os.path.isdir(output)):
+        raise click.BadParameter(f"{output!r} exists and is not a "
+                                 "directory.", param_hint="'--output'")
+    forbidden = {
+        os.path.realpath(os.sep): "the file-system root",
+        os.path.realpath(os.path.expanduser("~")): "your home directory",
+    }
+    for path, what in forbidden.items():
+        if real == path:
+            raise click.BadParameter(f"{output!r} is {what}.",
+                                     param_hint="'--output'")
+    inside = [(os.getcwd(), "the current directory"),
+              (input_directory, "the input directory")]
+    inside += [(path, "an executable") for path in executables]
+    for path, what in inside:
+        path = os.path.realpath(path)
+        if path == real or path.startswith(real.rstrip(os.sep) + os.sep):
+            raise click.BadParameter(
+                f"{output!r} contains {what}; it would be deleted.",
+                param_hint="'--output'")
+
+
+@click.command(context_settings={"help_option_names": ["--help"]})
+@click.option("--host", "-h", default="localhost", show_default=True,
+              help="The Manager's host.")
+@click.option("--port", "-p", default=6000, show_default=True, type=int,
+              help="The Manager's port.")
+@click.option("--input", "-i", "input_directory",
+              default=os.path.join("tests", "testdata", "input"),
+              show_default=True, help="Input directory.")
+@click.option("--output", "-o", "output_directory", default="output",
+              show_default=True,
+              help="Output directory; replaced by the job's output.")
+@click.option("--mapper", "-m", "mapper",
+              help="Mapper executable (required for a job).")
+@click.option("--reducer", "-r", "reducer",
+              help="Reducer executable (required for a job).")
+@click.option("--nmappers", "num_mappers", default=2, show_default=True,
+              type=click.IntRange(min=1), help="Number of map tasks.")
+@click.option("--nreducers", "num_reducers", default=2, show_default=True,
+              type=click.IntRange(min=1, max=10000),
+              help="Number of reduce tasks (output files).")
+@click.option("--shutdown", "-s", is_flag=True, default=False,
+              help="Shut down the Manager and its Workers instead.")
+def main(host, port, input_directory, output_directory, mapper, reducer,
+         num_mappers, num_reducers, shutdown):
+    """Submit a MapReduce job to a Manager, or shut the Manager down."""
+    if shutdown:
+        send(host, port, protocol.Shutdown())
+        click.echo(f"Shut down Manager {host}:{port}")
+        return
+    for value, option in ((mapper, "'--mapper'"), (reducer, "'--reducer'")):
+        if not value:
+            raise click.UsageError(f"Missing option {option}.")
+    if not os.path.isdir(input_directory):
+        raise click.BadParameter(f"{input_directory!r} is not a directory.",
+                                 param_hint="'--input'")
+    shown_mapper, shown_reducer = mapper, reducer
+    mapper = _check_executable(mapper, "'--mapper'")
+    reducer = _check_executable(reducer, "'--reducer'")
+    _check_output(output_directory, input_directory, (mapper, reducer))
+    job = protocol.NewManagerJob(
+        input_directory=os.path.abspath(input_directory),
+        output_directory=os.path.abspath(output_directory),
+        mapper_executable=mapper,
+        reducer_executable=reducer,
+        num_mappers=num_mappers,
+        num_reducers=num_reducers,
+    )
+    send(host, port, job)
+    click.echo(f"Submitted job to Manager {host}:{port}")
+    click.echo(f"input directory      {input_directory}")
+    click.echo(f"output directory     {output_directory}")
+    click.echo(f"mapper executable    {shown_mapper}")
+    click.echo(f"reducer executable   {shown_reducer}")
+    click.echo(f"num mappers          {num_mappers}")
+    click.echo(f"num reducers         {num_reducers}")
+
+
+if __name__ == "__main__":
+    main()  # pylint: disable=no-value-for-parameter  # click fills them

@@ -1,0 +1,5 @@
+"""The MapReduce Worker: registration, heartbeats, map and reduce tasks."""
+
+from mapreduce.worker.worker import Worker
+
+__all__ = ["Worker"]

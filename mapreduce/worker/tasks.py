@@ -1,0 +1,288 @@
+"""Map and reduce tasks: plain functions of paths and numbers.
+
+They run user executables as child processes, stream data through them
+without holding it in memory, and move finished files into place. They know
+nothing of the network; the Worker runs them in its pool.
+"""
+
+import contextlib
+import errno
+import hashlib
+import heapq
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+
+LOG = logging.getLogger(__name__)
+PIPE_BUFFER = 1 << 20
+WRITE_BUFFER_TOTAL = 8 << 20
+KEY_CACHE_LIMIT = 1 << 15
+STDERR_TAIL = 2048
+SORT_PARALLELISM = 4
+SORT_ENV = {**os.environ, "LC_ALL": "C"}
+
+
+class TaskError(Exception):
+    """A task could not be completed; the message says why."""
+
+
+class TaskCancelled(TaskError):
+    """The task was stopped from outside (the Worker is shutting down)."""
+
+
+class ProcessControl:
+    """Starts a task's child processes and can stop them all at once.
+
+    `cancel()` may be called from any thread: it kills every child (with
+    its own children) and makes later starts fail with TaskCancelled.
+    """
+
+    def __init__(self):
+        """Start with no children and not cancelled."""
+        self._lock = threading.Lock()
+        self._children = set()
+        self.cancelled = False
+
+    def start(self, args, **popen_args):
+        """Start a child in a session of its own and return its Popen."""
+        with self._lock:
+            if self.cancelled:
+                raise TaskCancelled("task cancelled")
+            try:
+                child = subprocess.Popen(  # pylint: disable=consider-using-with
+                    args, start_new_session=True, **popen_args)
+                # Waited for in `wait`, which also forgets it.
+            except OSError as exc:
+                raise TaskError(f"cannot run {args[0]!r}: "
+                                f"{exc.strerror or exc}") from exc
+            self._children.add(child)
+            return child
+
+    def wait(self, child):
+        """Wait for `child` to exit, forget it, and return its exit status."""
+        status = child.wait()
+        with self._lock:
+            self._children.discard(child)
+            if self.cancelled:
+                raise TaskCancelled("task cancelled")
+        return status
+
+    def cancel(self):
+        """Kill every child process group and refuse new ones."""
+        with self._lock:
+            self.cancelled = True
+            for child in self._children:
+                with contextlib.suppress(OSError):
+                    os.killpg(child.pid, signal.SIGKILL)
+
+
+def _stderr_tail(stderr_file):
+    """Return the last few KB the child wrote to stderr, as text."""
+    stderr_file.seek(0, os.SEEK_END)
+    size = stderr_file.tell()
+    stderr_file.seek(max(0, size - STDERR_TAIL))
+    tail = stderr_file.read().decode("utf-8", "replace").strip()
+    return ("..." if size > STDERR_TAIL else "") + tail
+
+
+def _check_status(executable, status, stderr_file, what, log):
+    """Log the child's stderr and raise TaskError if it did not exit 0."""
+    tail = _stderr_tail(stderr_file)
+    if status == 0:
+        if tail:
+            log.info("%s wrote to stderr on %s: %s", executable, what, tail)
+        return
+    if status < 0:
+        reason = f"was killed by {signal.Signals(-status).name}"
+    else:
+        reason = f"exited with status {status}"
+    message = f"{executable} {reason} on {what}"
+    if tail:
+        message += f"; stderr: {tail}"
+    raise TaskError(message)
+
+
+def _local_dir(task_id):
+    """Make the task's local temporary directory (a context manager)."""
+    return tempfile.TemporaryDirectory(
+        prefix=f"mapreduce-local-task{task_id:05d}-")
+
+
+def _move_into(path, directory):
+    """Move file `path` into `directory`, replacing a file of that name.
+
+    The file appears there whole: across file systems it is copied under
+    a hidden name first and renamed in place.
+    """
+    name = os.path.basename(path)
+    target = os.path.join(directory, name)
+    try:
+        os.replace(path, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise TaskError(f"cannot move {name} into {directory}: "
+                            f"{exc.strerror}") from exc
+        hidden = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+        try:
+            shutil.copyfile(path, hidden)
+            os.replace(hidden, target)
+        except OSError as copy_exc:
+            with contextlib.suppress(OSError):
+                os.unlink(hidden)
+            raise TaskError(f"cannot move {name} into {directory}: "
+                            f"{copy_exc.strerror}") from copy_exc
+
+
+def _open_input(path):
+    """Open an input file for reading bytes, or raise TaskError."""
+    try:
+        return open(path, "rb")  # pylint: disable=consider-using-with
+        # Closed by the caller's ExitStack.
+    except OSError as exc:
+        raise TaskError(f"cannot read input {path}: {exc.strerror}") from exc
+
+
+def partition_stream(stream, outputs, num_partitions):
+    """Write each line of `stream` to its partition's file in `outputs`.
+
+    The key is the text before the first TAB (the whole line without its
+    newline if there is none). A missing final newline is added. Memory
+    stays bounded: the stream is read line by line, and the cache of keys
+    already hashed is emptied when it grows large.
+    """
+    if num_partitions == 1:
+        _copy_with_newline(stream, outputs[0])
+        return
+    writers = [output.write for output in outputs]
+    cache = {}
+    md5 = hashlib.md5
+    line = b"\n"
+    partition = 0
+    for line in stream:
+        # The piece before the first TAB, or the whole line with its
+        # newline: the cache is keyed by it, the hash is of the key.
+        head = line.split(b"\t", 1)[0]
+        partition = cache.get(head)
+        if partition is None:
+            if len(cache) >= KEY_CACHE_LIMIT:
+                cache.clear()
+            key = head[:-1] if head[-1:] == b"\n" else head
+            partition = int(md5(key).hexdigest(), 16) % num_partitions
+            cache[head] = partition
+        writers[partition](line)
+    if line[-1:] != b"\n":
+        writers[partition](b"\n")
+
+
+def _copy_with_newline(stream, output):
+    """Copy `stream` to `output` in large blocks, ending with a newline."""
+    last = b"\n"
+    while True:
+        block = stream.read(PIPE_BUFFER)
+        if not block:
+            break
+        output.write(block)
+        last = block[-1:]
+    if last != b"\n":
+        output.write(b"\n")
+
+
+def _sort_files(paths, control):
+    """Sort each non-empty file in place with `sort`, a few at a time."""
+    waiting = [path for path in paths if os.path.getsize(path) > 0]
+    while waiting:
+        batch, waiting = (waiting[:SORT_PARALLELISM],
+                          waiting[SORT_PARALLELISM:])
+        running = []
+        for path in batch:
+            child = control.start(["sort", "-o", path, path], env=SORT_ENV,
+                                  stdin=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE)
+            running.append((path, child))
+        for path, child in running:
+            error = child.stderr.read().decode("utf-8", "replace").strip()
+            child.stderr.close()
+            status = control.wait(child)
+            if status != 0:
+                raise TaskError(f"sort failed on {os.path.basename(path)} "
+                                f"with status {status}: {error[-500:]}")
+
+
+def run_map_task(task_id, input_paths, executable, output_directory,
+                 num_partitions, control=None, log=LOG):
+    """Run a map task and return the names of the files it produced.
+
+    Each input file is piped through `executable`; every output line goes
+    to partition file `maptask{task_id:05d}-part{p:05d}` by the md5 of its
+    key. The files are sorted with `LC_ALL=C sort` and then moved into
+    `output_directory`. Raises TaskError (nothing moved) on failure.
+    """
+    control = control or ProcessControl()
+    buffer_size = max(4096, min(PIPE_BUFFER,
+                                WRITE_BUFFER_TOTAL // num_partitions))
+    with _local_dir(task_id) as local_dir:
+        paths = [os.path.join(local_dir,
+                              f"maptask{task_id:05d}-part{p:05d}")
+                 for p in range(num_partitions)]
+        with contextlib.ExitStack() as stack:
+            outputs = [stack.enter_context(open(path, "wb", buffer_size))
+                       for path in paths]
+            stderr_file = stack.enter_context(tempfile.TemporaryFile())
+            for input_path in input_paths:
+                with _open_input(input_path) as stdin:
+                    stderr_file.seek(0)
+                    stderr_file.truncate()
+                    child = control.start([executable], stdin=stdin,
+                                          stdout=subprocess.PIPE,
+                                          stderr=stderr_file,
+                                          bufsize=PIPE_BUFFER)
+                    with child.stdout:
+                        partition_stream(child.stdout, outputs,
+                                         num_partitions)
+                    status = control.wait(child)
+                _check_status(executable, status, stderr_file, input_path,
+                              log)
+        _sort_files(paths, control)
+        for path in paths:
+            _move_into(path, output_directory)
+    return [os.path.basename(path) for path in paths]
+
+
+def run_reduce_task(task_id, executable, input_paths, output_directory,
+                    control=None, log=LOG):
+    """Run a reduce task and return the name of the file it produced.
+
+    The sorted input files are merged into one sorted stream and piped
+    into `executable`, whose output becomes `part-{task_id:05d}` in
+    `output_directory`. Raises TaskError (nothing moved) on failure.
+    """
+    control = control or ProcessControl()
+    name = f"part-{task_id:05d}"
+    with _local_dir(task_id) as local_dir:
+        path = os.path.join(local_dir, name)
+        with contextlib.ExitStack() as stack:
+            inputs = [stack.enter_context(_open_input(input_path))
+                      for input_path in input_paths]
+            output = stack.enter_context(open(path, "wb"))
+            stderr_file = stack.enter_context(tempfile.TemporaryFile())
+            child = control.start([executable], stdin=subprocess.PIPE,
+                                  stdout=output, stderr=stderr_file,
+                                  bufsize=PIPE_BUFFER)
+            try:
+                with child.stdin:
+                    if len(inputs) == 1:
+                        shutil.copyfileobj(inputs[0], child.stdin,
+                                           PIPE_BUFFER)
+                    else:
+                        child.stdin.writelines(heapq.merge(*inputs))
+            except BrokenPipeError:
+                pass  # The reducer stopped reading; its status decides.
+            status = control.wait(child)
+            _check_status(executable, status, stderr_file,
+                          f"reduce task {task_id}", log)
+        _move_into(path, output_directory)
+    return name
