@@ -1,1 +1,1 @@
-"""A small MapReduce framework: a Manager, Workers and streaming executables."""
+"""A small MapReduce framework: a Manager, Workers, streaming executables."""

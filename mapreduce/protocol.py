@@ -154,6 +154,27 @@ def from_wire(obj):
     return cls(**values)
 
 
+def dispatch(obj, handlers, log):
+    """Decode JSON object `obj` and call the handler for its message type.
+
+    `handlers` maps message classes to functions of one message. A message
+    that is malformed, unknown, or has no handler here is logged and
+    dropped.
+    """
+    try:
+        msg = from_wire(obj)
+    except ProtocolError as exc:
+        log.warning("Ignored message: %s", exc)
+        return
+    log.debug("Received %r", msg)
+    handler = handlers.get(type(msg))
+    if handler is None:
+        log.warning("Ignored %s message: not meant for this process",
+                    msg.message_type)
+        return
+    handler(msg)
+
+
 def _has_type(value, expected):
     """Tell whether a decoded JSON value matches a field's annotation."""
     if expected is int:

@@ -28,7 +28,7 @@ class LoopThread:
             """Run the function and hand its outcome to the caller."""
             try:
                 answers.put((True, function(*args)))
-            except Exception as exc:  # pylint: disable=broad-except
+            except Exception as exc:  # pylint: disable=broad-exception-caught
                 # Any failure is re-raised in the test's own thread.
                 answers.put((False, exc))
 

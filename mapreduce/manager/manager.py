@@ -83,21 +83,9 @@ class Manager:
     # Messages.
 
     def _on_message(self, obj):
-        """Check a received object and pass it to its handler."""
-        try:
-            msg = protocol.from_wire(obj)
-        except protocol.ProtocolError as exc:
-            self.log.warning("Ignored message: %s", exc)
-            return
-        self.log.debug("Received %r", msg)
-        if self._shutting_down:
-            return
-        handler = self._handlers.get(type(msg))
-        if handler is None:
-            self.log.warning("Ignored %s message: not for a Manager",
-                             msg.message_type)
-            return
-        handler(msg)
+        """Pass a received object to its handler, unless shutting down."""
+        if not self._shutting_down:
+            protocol.dispatch(obj, self._handlers, self.log)
 
     def _send(self, worker, msg, on_sent=None, on_error=None):
         """Send `msg` to `worker`; a failure marks the Worker dead."""

@@ -26,19 +26,20 @@ def _executable_problem(role, path):
 
 def job_problem(job, shared_dir):
     """Return why the Manager must not run `job`, or None if it may."""
+    problems = []
     if job.num_mappers < 1:
-        return f"num_mappers must be at least 1, not {job.num_mappers}"
+        problems.append(f"num_mappers must be at least 1, not "
+                        f"{job.num_mappers}")
     if not 1 <= job.num_reducers <= MAX_REDUCERS:
-        return (f"num_reducers must be between 1 and {MAX_REDUCERS}, "
-                f"not {job.num_reducers}")
+        problems.append(f"num_reducers must be between 1 and "
+                        f"{MAX_REDUCERS}, not {job.num_reducers}")
     if not os.path.isdir(job.input_directory):
-        return f"input directory {job.input_directory!r} is not a directory"
-    for role, path in (("mapper", job.mapper_executable),
-                       ("reducer", job.reducer_executable)):
-        problem = _executable_problem(role, path)
-        if problem:
-            return problem
-    return output_problem(job, shared_dir)
+        problems.append(f"input directory {job.input_directory!r} is not a "
+                        "directory")
+    problems.append(_executable_problem("mapper", job.mapper_executable))
+    problems.append(_executable_problem("reducer", job.reducer_executable))
+    problems.append(output_problem(job, shared_dir))
+    return next((problem for problem in problems if problem), None)
 
 
 def output_problem(job, shared_dir):
@@ -50,31 +51,32 @@ def output_problem(job, shared_dir):
     that holds one of the executables, and a path that exists but is not a
     plain directory (a file or a symbolic link).
     """
+    return next(_output_problems(job, shared_dir), None)
+
+
+def _output_problems(job, shared_dir):
+    """Yield every reason not to replace the job's output directory."""
     output = job.output_directory
     if not output:
-        return "the output directory is empty"
+        yield "the output directory is empty"
+        return
     if os.path.lexists(output) and (os.path.islink(output)
                                     or not os.path.isdir(output)):
-        return f"output directory {output!r} exists and is not a directory"
+        yield f"output directory {output!r} exists and is not a directory"
     real = os.path.realpath(output)
     guarded = [
-        ("the file-system root", os.path.realpath(os.sep), False),
-        ("the home directory", os.path.realpath(os.path.expanduser("~")),
-         False),
-        ("the Manager's working directory", os.path.realpath(os.getcwd()),
-         True),
-        ("the input directory", os.path.realpath(job.input_directory), True),
-        ("the shared directory", os.path.realpath(shared_dir), True),
+        ("the file-system root", os.path.realpath(os.sep)),
+        ("the home directory", os.path.realpath(os.path.expanduser("~"))),
+        ("the Manager's working directory", os.path.realpath(os.getcwd())),
+        ("the input directory", os.path.realpath(job.input_directory)),
+        ("the shared directory", os.path.realpath(shared_dir)),
+        ("the mapper", os.path.realpath(job.mapper_executable)),
+        ("the reducer", os.path.realpath(job.reducer_executable)),
     ]
-    for what, path, ancestors_too in guarded:
+    for what, path in guarded:
         if real == path:
-            return f"output directory {output!r} is {what}"
-        if ancestors_too and _contains(real, path):
-            return f"output directory {output!r} contains {what}"
+            yield f"output directory {output!r} is {what}"
+        elif _contains(real, path):
+            yield f"output directory {output!r} contains {what}"
     if _contains(os.path.realpath(shared_dir), real):
-        return f"output directory {output!r} is inside the shared directory"
-    for role, path in (("mapper", job.mapper_executable),
-                       ("reducer", job.reducer_executable)):
-        if _contains(real, os.path.realpath(path)):
-            return f"output directory {output!r} contains the {role}"
-    return None
+        yield f"output directory {output!r} is inside the shared directory"

@@ -8,7 +8,8 @@ class LineReader:
 
     The pipe is read without blocking whenever the loop sees it readable.
     Lines longer than `max_line` bytes are cut to that length, so memory
-    stays bounded whatever the child writes. The pipe is closed at EOF or by `close()`.
+    stays bounded whatever the child writes. The pipe is closed at EOF or
+    by `close()`.
     """
 
     def __init__(self, reactor, pipe, on_line, on_eof=None, max_line=4096):

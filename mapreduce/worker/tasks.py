@@ -53,9 +53,10 @@ class ProcessControl:
             if self.cancelled:
                 raise TaskCancelled("task cancelled")
             try:
-                child = subprocess.Popen(  # pylint: disable=consider-using-with
-                    args, start_new_session=True, **popen_args)
-                # Waited for in `wait`, which also forgets it.
+                # Waited for in `wait`, not in a with block.
+                # pylint: disable-next=consider-using-with
+                child = subprocess.Popen(args, start_new_session=True,
+                                         **popen_args)
             except OSError as exc:
                 raise TaskError(f"cannot run {args[0]!r}: "
                                 f"{exc.strerror or exc}") from exc
@@ -140,8 +141,8 @@ def _move_into(path, directory):
 def _open_input(path):
     """Open an input file for reading bytes, or raise TaskError."""
     try:
+        # Closed by the caller, not in a with block.
         return open(path, "rb")  # pylint: disable=consider-using-with
-        # Closed by the caller's ExitStack.
     except OSError as exc:
         raise TaskError(f"cannot read input {path}: {exc.strerror}") from exc
 
@@ -212,6 +213,19 @@ def _sort_files(paths, control):
                                 f"with status {status}: {error[-500:]}")
 
 
+def _map_one_input(executable, input_path, outputs, control, log):
+    """Pipe one input file through the mapper into the partition files."""
+    with _open_input(input_path) as stdin, \
+            tempfile.TemporaryFile() as stderr_file:
+        child = control.start([executable], stdin=stdin,
+                              stdout=subprocess.PIPE, stderr=stderr_file,
+                              bufsize=PIPE_BUFFER)
+        with child.stdout:
+            partition_stream(child.stdout, outputs, len(outputs))
+        status = control.wait(child)
+        _check_status(executable, status, stderr_file, input_path, log)
+
+
 def run_map_task(task_id, input_paths, executable, output_directory,
                  num_partitions, control=None, log=LOG):
     """Run a map task and return the names of the files it produced.
@@ -231,21 +245,8 @@ def run_map_task(task_id, input_paths, executable, output_directory,
         with contextlib.ExitStack() as stack:
             outputs = [stack.enter_context(open(path, "wb", buffer_size))
                        for path in paths]
-            stderr_file = stack.enter_context(tempfile.TemporaryFile())
             for input_path in input_paths:
-                with _open_input(input_path) as stdin:
-                    stderr_file.seek(0)
-                    stderr_file.truncate()
-                    child = control.start([executable], stdin=stdin,
-                                          stdout=subprocess.PIPE,
-                                          stderr=stderr_file,
-                                          bufsize=PIPE_BUFFER)
-                    with child.stdout:
-                        partition_stream(child.stdout, outputs,
-                                         num_partitions)
-                    status = control.wait(child)
-                _check_status(executable, status, stderr_file, input_path,
-                              log)
+                _map_one_input(executable, input_path, outputs, control, log)
         _sort_files(paths, control)
         for path in paths:
             _move_into(path, output_directory)

@@ -75,20 +75,9 @@ class Worker:
     # Messages.
 
     def _on_message(self, obj):
-        """Check a received object and pass it to its handler."""
-        try:
-            msg = protocol.from_wire(obj)
-        except protocol.ProtocolError as exc:
-            self.log.warning("Ignored message: %s", exc)
-            return
-        self.log.debug("Received %r", msg)
-        handler = self._handlers.get(type(msg))
-        if handler is None:
-            self.log.warning("Ignored %s message: not for a Worker",
-                             msg.message_type)
-            return
+        """Pass a received object to its handler, unless stopping."""
         if not self.stopping:
-            handler(msg)
+            protocol.dispatch(obj, self._handlers, self.log)
 
     def _send_to_manager(self, msg, attempts=SEND_ATTEMPTS):
         """Send `msg` to the Manager, trying again a few times if it fails."""

@@ -1,0 +1,286 @@
+"""Helpers shared by the tests: ports, waiting, fake peers, real processes.
+
+Everything here is real: loopback sockets, threads running a real Manager or
+Worker, child processes running the real commands.
+"""
+
+import contextlib
+import json
+import os
+import pathlib
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from mapreduce.manager import Manager
+from mapreduce.worker import Worker
+
+TESTDATA = pathlib.Path(__file__).resolve().parent / "testdata"
+EXEC = TESTDATA / "exec"
+WAIT = 30.0
+
+
+def free_port():
+    """Return a port that is free for both TCP and UDP on 127.0.0.1."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+
+
+def wait_for(predicate, timeout=WAIT, interval=0.01, what="a condition"):
+    """Wait until `predicate()` is true and return its value, or fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for "
+                                 f"{what}")
+        time.sleep(interval)
+
+
+def port_open(port, host="localhost"):
+    """Tell whether something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def send_json(port, obj, host="localhost"):
+    """Send one TCP message (a JSON object, or raw bytes) to host:port."""
+    data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(data)
+
+
+def send_udp(port, obj, host="localhost"):
+    """Send one datagram (a JSON object, or raw bytes) to host:port."""
+    data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(data, (host, port))
+
+
+class FakePeer:
+    """A TCP (and optionally UDP) listener that queues the objects it gets.
+
+    Stands in for a Worker or a Manager. Each connection is read to EOF and
+    decoded; `next()` returns the next message, `messages` keeps them all.
+    """
+
+    def __init__(self, port=None, udp=False):
+        """Listen on 127.0.0.1:`port` (default: a free port)."""
+        self.port = port or free_port()
+        self.messages = []
+        self.queue = queue.Queue()
+        self._tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._tcp.bind(("127.0.0.1", self.port))
+        self._tcp.listen(128)
+        self._tcp.settimeout(0.1)
+        self._udp = None
+        if udp:
+            self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self._udp.bind(("127.0.0.1", self.port))
+            self._udp.settimeout(0.1)
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._serve_tcp,
+                                          daemon=True)]
+        if udp:
+            self._threads.append(threading.Thread(target=self._serve_udp,
+                                                  daemon=True))
+        for thread in self._threads:
+            thread.start()
+
+    def _deliver(self, data):
+        """Decode and queue one message."""
+        obj = json.loads(data)
+        self.messages.append(obj)
+        self.queue.put(obj)
+
+    def _serve_tcp(self):
+        """Accept connections and read each to EOF."""
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._tcp.accept()
+            except (socket.timeout, OSError):
+                continue
+            with conn:
+                conn.settimeout(5)
+                chunks = []
+                while True:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+            self._deliver(b"".join(chunks))
+
+    def _serve_udp(self):
+        """Receive datagrams."""
+        while not self._stop.is_set():
+            try:
+                data = self._udp.recv(65536)
+            except (socket.timeout, OSError):
+                continue
+            self._deliver(data)
+
+    def next(self, timeout=WAIT, skip=("heartbeat",)):
+        """Return the next message whose type is not in `skip`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError("no message arrived in time")
+            try:
+                msg = self.queue.get(timeout=remaining)
+            except queue.Empty as exc:
+                raise AssertionError("no message arrived in time") from exc
+            if msg.get("message_type") not in skip:
+                return msg
+
+    def expect_none(self, within=0.5, skip=("heartbeat",)):
+        """Fail if a message not in `skip` arrives within `within` s."""
+        with contextlib.suppress(AssertionError):
+            msg = self.next(timeout=within, skip=skip)
+            raise AssertionError(f"unexpected message {msg}")
+
+    def close(self):
+        """Stop listening."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        self._tcp.close()
+        if self._udp is not None:
+            self._udp.close()
+
+    def __enter__(self):
+        """Use as a context manager."""
+        return self
+
+    def __exit__(self, *exc_info):
+        """Close on leaving the block."""
+        self.close()
+
+
+class InThread:
+    """Run a blocking constructor (Manager or Worker) in a thread."""
+
+    def __init__(self, target, **kwargs):
+        """Start `target(**kwargs)` in a thread; wait until its port opens."""
+        port = self.port = kwargs["port"]
+        self.error = None
+        self.thread = threading.Thread(target=self._run,
+                                       args=(target, kwargs), daemon=True)
+        self.thread.start()
+        wait_for(lambda: port_open(port) or not self.thread.is_alive(),
+                 what=f"port {port} to open")
+
+    def _run(self, target, kwargs):
+        """Run the constructor, keeping any exception."""
+        try:
+            target(**kwargs)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            # Kept for the test to see.
+            self.error = exc
+
+    def shutdown(self, timeout=WAIT):
+        """Send `shutdown` and wait for the constructor to return."""
+        if self.thread.is_alive():
+            with contextlib.suppress(OSError):
+                send_json(self.port, {"message_type": "shutdown"})
+        self.join(timeout)
+
+    def join(self, timeout=WAIT):
+        """Wait for the constructor to return; fail if it raised."""
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "did not stop in time"
+        assert self.error is None, f"raised {self.error!r}"
+
+
+def start_manager(port=None, **kwargs):
+    """Run a Manager in a thread on `port` (default: free); return it."""
+    port = port or free_port()
+    return InThread(Manager, host="localhost", port=port, **kwargs)
+
+
+def start_worker(manager_port, port=None, **kwargs):
+    """Run a Worker in a thread on `port` (default: free); return it."""
+    port = port or free_port()
+    return InThread(Worker, host="localhost", port=port,
+                    manager_host="localhost", manager_port=manager_port,
+                    **kwargs)
+
+
+def register(peer, manager_port):
+    """Register fake Worker `peer` with the Manager and await the ack."""
+    send_json(manager_port, {"message_type": "register",
+                             "worker_host": "localhost",
+                             "worker_port": peer.port})
+    msg = peer.next()
+    assert msg == {"message_type": "register_ack"}, msg
+
+
+def job_message(input_dir, output_dir, mapper=EXEC / "wc_map.sh",
+                reducer=EXEC / "wc_reduce.sh", num_mappers=2,
+                num_reducers=2):
+    """Return a `new_manager_job` message with absolute paths."""
+    return {
+        "message_type": "new_manager_job",
+        "input_directory": str(input_dir),
+        "output_directory": str(output_dir),
+        "mapper_executable": str(mapper),
+        "reducer_executable": str(reducer),
+        "num_mappers": num_mappers,
+        "num_reducers": num_reducers,
+    }
+
+
+def pipeline_output(input_dir, mapper, reducer):
+    """Return the lines of `cat input/* | map | LC_ALL=C sort | reduce`."""
+    files = sorted(p for p in pathlib.Path(input_dir).iterdir()
+                   if p.is_file())
+    data = b"".join(p.read_bytes() for p in files)
+    env = {**os.environ, "LC_ALL": "C"}
+    mapped = subprocess.run([str(mapper)], input=data, capture_output=True,
+                            check=True).stdout
+    ordered = subprocess.run(["sort"], input=mapped, capture_output=True,
+                             check=True, env=env).stdout
+    reduced = subprocess.run([str(reducer)], input=ordered,
+                             capture_output=True, check=True).stdout
+    return sorted(reduced.splitlines())
+
+
+def output_lines(output_dir):
+    """Return the sorted lines of every part file in `output_dir`."""
+    lines = []
+    for part in sorted(pathlib.Path(output_dir).glob("part-*")):
+        lines.extend(part.read_bytes().splitlines())
+    return sorted(lines)
+
+
+def wait_for_output(output_dir, num_reducers, timeout=WAIT):
+    """Wait until all `num_reducers` part files exist in `output_dir`."""
+    names = [f"part-{r:05d}" for r in range(num_reducers)]
+    wait_for(lambda: all((pathlib.Path(output_dir) / n).exists()
+                         for n in names),
+             timeout=timeout, what=f"{num_reducers} part files")
+
+
+def run_command(*args, **kwargs):
+    """Run one of the project's commands with this interpreter's scripts."""
+    scripts = pathlib.Path(sys.executable).parent
+    return subprocess.run([str(scripts / args[0]), *map(str, args[1:])],
+                          capture_output=True, text=True, check=False,
+                          **kwargs)
