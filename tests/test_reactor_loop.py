@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import logging
+import pathlib
 import socket
 import threading
 import time
@@ -60,7 +61,7 @@ def test_call_soon_runs_in_order_before_timers(reactor):
     assert ran == [0, 1, 2, 3, 4, "timer"]
 
 
-def test_cancelled_timer_never_runs(reactor):
+def test_cancelled_timer_never_runs(reactor, caplog):
     """A cancelled timer does not run; cancelling twice is harmless."""
     ran = []
     handle = reactor.call_later(0.01, ran.append, "cancelled")
@@ -70,18 +71,20 @@ def test_cancelled_timer_never_runs(reactor):
     assert handle.cancelled
     run_for(reactor, 0.05)
     assert ran == ["kept"]
+    assert not caplog.records
 
 
-def test_cancelled_call_soon_never_runs(reactor):
+def test_cancelled_call_soon_never_runs(reactor, caplog):
     """A Handle from call_soon can be cancelled too."""
     ran = []
     reactor.call_soon(ran.append, "cancelled").cancel()
     reactor.call_soon(ran.append, "kept")
     run_for(reactor, 0.02)
     assert ran == ["kept"]
+    assert not caplog.records
 
 
-def test_cancelling_many_timers(reactor):
+def test_cancelling_many_timers(reactor, caplog):
     """Out of many timers only those never cancelled run, and in order."""
     ran = []
     now = reactor.time()
@@ -94,9 +97,21 @@ def test_cancelling_many_timers(reactor):
             handle.cancel()
     run_for(reactor, 0.1)
     assert ran == sorted(kept, key=lambda number: (number % 50, number))
+    assert not caplog.records
 
 
-def test_cancel_from_a_callback_of_the_same_turn(reactor):
+def test_cancelled_timers_do_not_pile_up(reactor):
+    """Timers cancelled long before their deadline are dropped from memory."""
+    handles = [reactor.call_later(3600 + number, print)
+               for number in range(1000)]
+    for handle in handles[1:]:
+        handle.cancel()
+    # Only the heap's size shows whether cancelled timers are kept.
+    # pylint: disable-next=protected-access
+    assert len(reactor._timers) < 200
+
+
+def test_cancel_from_a_callback_of_the_same_turn(reactor, caplog):
     """A timer cancelled by another timer due at the same time never runs."""
     ran = []
     when = reactor.time() + 0.01
@@ -111,6 +126,7 @@ def test_cancel_from_a_callback_of_the_same_turn(reactor):
     handles["second"] = reactor.call_at(when, ran.append, "second")
     run_for(reactor, 0.05)
     assert ran == ["first"]
+    assert not caplog.records
 
 
 def test_timer_added_by_a_timer_runs(reactor):
@@ -317,18 +333,32 @@ def test_threadsafe_call_after_close_is_harmless():
     reactor.close()
 
 
+def context_switches(thread):
+    """Return how many times `thread` has gone to sleep in the kernel."""
+    status = pathlib.Path(f"/proc/self/task/{thread.native_id}/status")
+    for line in status.read_text(encoding="ascii").splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no context switch count in {status}")
+
+
 def test_idle_loop_uses_almost_no_cpu():
     """A loop with only a far-away timer sleeps instead of spinning."""
     reactor = Reactor()
     reactor.call_later(3600, print, "far away")
     reactor.call_later(0.2, print, "cancelled").cancel()
     thread = threading.Thread(target=reactor.run)
-    wall_start = time.monotonic()
-    cpu_start = time.process_time()
     thread.start()
     try:
+        started = threading.Event()
+        reactor.call_soon_threadsafe(started.set)
+        assert started.wait(WAIT)
+        wall_start = time.monotonic()
+        cpu_start = time.process_time()
+        switches_start = context_switches(thread)
         # Measuring idleness needs a fixed stretch of wall time.
         time.sleep(2.0)
+        switches = context_switches(thread) - switches_start
         cpu = time.process_time() - cpu_start
         wall = time.monotonic() - wall_start
     finally:
@@ -338,6 +368,8 @@ def test_idle_loop_uses_almost_no_cpu():
     assert not thread.is_alive()
     assert wall >= 2.0
     assert cpu < 0.1, f"an idle loop used {cpu:.3f}s of CPU in {wall:.1f}s"
+    # Polling, even every few milliseconds, would wake it hundreds of times.
+    assert switches < 20, f"an idle loop woke up {switches} times"
 
 
 def test_run_in_pool_reports_on_the_loop_thread(loop):

@@ -197,8 +197,8 @@ class Reactor:
             heapq.heappop(self._timers)
             self._cancelled_timers = max(0, self._cancelled_timers - 1)
         if not self._timers:
-            return 0.001
-        return min(0.001, max(0.0, self._timers[0][0] - self.time()))
+            return None
+        return max(0.0, self._timers[0][0] - self.time())
 
     def _run_once(self):
         """Wait for events or the next deadline, then run what is due."""
