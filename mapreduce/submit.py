@@ -6,6 +6,7 @@ import socket
 import click
 
 from mapreduce import protocol
+from mapreduce.executables import locate
 from mapreduce.reactor.net import encode_json
 
 CONNECT_TIMEOUT = 10.0
@@ -23,14 +24,44 @@ def send(host, port, msg):
             f"{exc.strerror or exc}") from exc
 
 
-def _check_executable(path, option):
-    """Fail unless `path` is an executable file; return its absolute path."""
+class OneLineErrors(click.Command):
+    """A click command whose usage errors, too, are one `Error:` line."""
+
+    def make_context(self, *args, **kwargs):
+        """Parse the options; report a bad one without the usage text."""
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            error = click.ClickException(exc.format_message())
+            error.exit_code = exc.exit_code
+            raise error from exc
+
+
+def _check_input(path):
+    """Fail unless `path` is a directory."""
+    if not os.path.exists(path):
+        raise click.ClickException(
+            f"input directory {path!r} does not exist")
+    if not os.path.isdir(path):
+        raise click.ClickException(
+            f"input directory {path!r} is not a directory")
+
+
+def _check_executable(path, role):
+    """Fail unless `path` is an executable file; return its absolute path.
+
+    A bare name (no slash) is looked up on PATH, as the Worker will.
+    """
+    if locate(path) is None:
+        raise click.ClickException(f"{role} {path!r} is not found on PATH")
+    path = locate(path)
+    if not os.path.exists(path):
+        raise click.ClickException(f"{role} {path!r} does not exist")
     if not os.path.isfile(path):
-        raise click.BadParameter(f"{path!r} is not a file.",
-                                 param_hint=option)
+        raise click.ClickException(f"{role} {path!r} is not a file")
     if not os.access(path, os.X_OK):
-        raise click.BadParameter(f"{path!r} is not executable.",
-                                 param_hint=option)
+        raise click.ClickException(f"{role} {path!r} is not executable "
+                                   f"(try: chmod +x {path})")
     return os.path.abspath(path)
 
 
@@ -39,28 +70,29 @@ def _check_output(output, input_directory, executables):
     real = os.path.realpath(output)
     if os.path.lexists(output) and (os.path.islink(output)
                                     or not os.path.isdir(output)):
-        raise click.BadParameter(f"{output!r} exists and is not a "
-                                 "directory.", param_hint="'--output'")
+        raise click.ClickException(f"output directory {output!r} exists "
+                                   "and is not a directory")
     forbidden = {
         os.path.realpath(os.sep): "the file-system root",
         os.path.realpath(os.path.expanduser("~")): "your home directory",
     }
     for path, what in forbidden.items():
         if real == path:
-            raise click.BadParameter(f"{output!r} is {what}.",
-                                     param_hint="'--output'")
+            raise click.ClickException(
+                f"output directory {output!r} is {what}")
     inside = [(os.getcwd(), "the current directory"),
               (input_directory, "the input directory")]
     inside += [(path, "an executable") for path in executables]
     for path, what in inside:
         path = os.path.realpath(path)
         if path == real or path.startswith(real.rstrip(os.sep) + os.sep):
-            raise click.BadParameter(
-                f"{output!r} contains {what}; it would be deleted.",
-                param_hint="'--output'")
+            raise click.ClickException(
+                f"output directory {output!r} contains {what}, which the "
+                "job would delete")
 
 
-@click.command(context_settings={"help_option_names": ["--help"]})
+@click.command(cls=OneLineErrors,
+               context_settings={"help_option_names": ["--help"]})
 @click.option("--host", "-h", default="localhost", show_default=True,
               help="The Manager's host.")
 @click.option("--port", "-p", default=6000, show_default=True, type=int,
@@ -89,15 +121,14 @@ def main(host, port, input_directory, output_directory, mapper, reducer,
         send(host, port, protocol.Shutdown())
         click.echo(f"Shut down Manager {host}:{port}")
         return
-    for value, option in ((mapper, "'--mapper'"), (reducer, "'--reducer'")):
+    for value, option in ((mapper, "--mapper"), (reducer, "--reducer")):
         if not value:
-            raise click.UsageError(f"Missing option {option}.")
-    if not os.path.isdir(input_directory):
-        raise click.BadParameter(f"{input_directory!r} is not a directory.",
-                                 param_hint="'--input'")
+            raise click.ClickException(f"missing option {option} (a job "
+                                       "needs a mapper and a reducer)")
+    _check_input(input_directory)
     shown_mapper, shown_reducer = mapper, reducer
-    mapper = _check_executable(mapper, "'--mapper'")
-    reducer = _check_executable(reducer, "'--reducer'")
+    mapper = _check_executable(mapper, "mapper")
+    reducer = _check_executable(reducer, "reducer")
     _check_output(output_directory, input_directory, (mapper, reducer))
     job = protocol.NewManagerJob(
         input_directory=os.path.abspath(input_directory),

@@ -55,9 +55,17 @@ class Manager:
             protocol.Finished: self._on_finished,
             protocol.TaskFailed: self._on_task_failed,
         }
-        self.reactor = Reactor()
-        with tempfile.TemporaryDirectory(prefix="mapreduce-shared-",
-                                         dir=shared_dir) as tmp:
+        # UDP carries heartbeats only: a datagram needs no connection, so
+        # anything else arriving that way is ignored.
+        self._datagram_handlers = {protocol.Heartbeat: self._on_heartbeat}
+        self.port = port
+        self.log = get_logger("Manager", port)
+        self.reactor = Reactor(self.log)
+        # Signals are caught from the start to the very end, so that one
+        # arriving early or during clean-up still ends in a clean exit.
+        with stop_on_signals(self.reactor, self._on_shutdown), \
+                tempfile.TemporaryDirectory(prefix="mapreduce-shared-",
+                                            dir=shared_dir) as tmp:
             self.shared_dir = tmp
             self._serve(host, port)
 
@@ -67,13 +75,15 @@ class Manager:
         try:
             tcp = MessageServer(self.reactor, host, port, self._on_message)
             self.port = tcp.port
-            self.log = self.reactor.log = get_logger("Manager", self.port)
+            # The server was made before the port (maybe 0) was known:
+            # from now on it logs as this Manager too.
+            self.log = self.reactor.log = tcp.log = get_logger(
+                "Manager", self.port)
             udp = DatagramServer(self.reactor, host, self.port,
-                                 self._on_message)
+                                 self._on_datagram)
             self.log.info("Listening on %s:%s, shared directory %s",
                           host, self.port, self.shared_dir)
-            with stop_on_signals(self.reactor, self._on_shutdown):
-                self.reactor.run()
+            self.reactor.run()
         finally:
             for server in (udp, tcp):
                 if server is not None:
@@ -86,6 +96,11 @@ class Manager:
         """Pass a received object to its handler, unless shutting down."""
         if not self._shutting_down:
             protocol.dispatch(obj, self._handlers, self.log)
+
+    def _on_datagram(self, obj):
+        """Pass a received heartbeat to its handler; ignore anything else."""
+        if not self._shutting_down:
+            protocol.dispatch(obj, self._datagram_handlers, self.log)
 
     def _send(self, worker, msg, on_sent=None, on_error=None):
         """Send `msg` to `worker`; a failure marks the Worker dead."""
@@ -181,7 +196,14 @@ class Manager:
         self._start_next_job()
 
     def _start_next_job(self):
-        """Start the first queued job that can run, if none is running."""
+        """Start the first queued job that can run, if none is running.
+
+        Reduce tasks of a failed job that still run on live Workers end
+        first: each would move a part file into an output directory that
+        the next job may be about to create again.
+        """
+        if self._leftover_reducers():
+            return
         while self.job is None and self.jobs:
             job = self.jobs.popleft()
             problem = job_problem(job, self.shared_dir)
@@ -232,13 +254,31 @@ class Manager:
                        job.job_id, reason, job.output_directory)
         shutil.rmtree(job.job_dir, ignore_errors=True)
         shutil.rmtree(job.output_directory, ignore_errors=True)
+        leftovers = self._leftover_reducers()
+        if leftovers and self.jobs:
+            self.log.info("Waiting for %d reduce task(s) of job %d to end "
+                          "before the next job starts", len(leftovers),
+                          job.job_id)
         self._start_next_job()
+
+    def _leftover_reducers(self):
+        """Return the live Workers running a reduce task of a failed job."""
+        return [worker for worker in self.registry.alive()
+                if worker.task is not None and worker.task.kind == "reduce"
+                and worker.task.job is not self.job]
 
     # Tasks.
 
     def _schedule(self):
-        """Hand queued tasks of the running job to ready Workers."""
-        if self.job is None or self._shutting_down:
+        """Hand queued tasks of the running job to ready Workers.
+
+        With no job running, a queued job may be waiting for a Worker to
+        end its task (see `_start_next_job`): try to start it.
+        """
+        if self._shutting_down:
+            return
+        if self.job is None:
+            self._start_next_job()
             return
         pending = self.job.stage.pending
         while pending:

@@ -7,6 +7,8 @@ whose inputs and executables are missing, is rejected with a reason.
 
 import os
 
+from mapreduce.executables import locate
+
 MAX_REDUCERS = 10000
 
 
@@ -17,6 +19,9 @@ def _contains(parent, child):
 
 def _executable_problem(role, path):
     """Return why `path` cannot serve as the job's executable, or None."""
+    if locate(path) is None:
+        return f"{role} executable {path!r} is not found on PATH"
+    path = locate(path)
     if not os.path.isfile(path):
         return f"{role} executable {path!r} is not a file"
     if not os.access(path, os.X_OK):
@@ -24,8 +29,27 @@ def _executable_problem(role, path):
     return None
 
 
+def _name_problem(what, path):
+    """Return why `path` cannot name a file on this system, or None."""
+    if "\0" in path:
+        return f"{what} {path!r} contains a NUL character"
+    try:
+        os.fsencode(path)
+    except UnicodeError:
+        return f"{what} {path!r} is not a valid file name here"
+    return None
+
+
 def job_problem(job, shared_dir):
     """Return why the Manager must not run `job`, or None if it may."""
+    problem = next(filter(None, (
+        _name_problem(what, path) for what, path in (
+            ("input directory", job.input_directory),
+            ("output directory", job.output_directory),
+            ("mapper executable", job.mapper_executable),
+            ("reducer executable", job.reducer_executable)))), None)
+    if problem:
+        return problem  # The checks below could not even ask about it.
     problems = []
     if job.num_mappers < 1:
         problems.append(f"num_mappers must be at least 1, not "
@@ -70,8 +94,10 @@ def _output_problems(job, shared_dir):
         ("the Manager's working directory", os.path.realpath(os.getcwd())),
         ("the input directory", os.path.realpath(job.input_directory)),
         ("the shared directory", os.path.realpath(shared_dir)),
-        ("the mapper", os.path.realpath(job.mapper_executable)),
-        ("the reducer", os.path.realpath(job.reducer_executable)),
+        ("the mapper", os.path.realpath(locate(job.mapper_executable)
+                                        or job.mapper_executable)),
+        ("the reducer", os.path.realpath(locate(job.reducer_executable)
+                                         or job.reducer_executable)),
     ]
     for what, path in guarded:
         if real == path:

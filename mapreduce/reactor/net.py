@@ -24,9 +24,13 @@ def resolve(host):
     """Return the IPv4 address of `host`; raises OSError when unknown.
 
     Answers are kept for the life of the process, so that a busy loop does
-    not ask the resolver again for every message.
+    not ask the resolver again for every message. A name that cannot be a
+    host name at all (a NUL, a label too long for IDNA) is an OSError too.
     """
-    return socket.gethostbyname(host)
+    try:
+        return socket.gethostbyname(host)
+    except (TypeError, ValueError) as exc:
+        raise OSError(f"bad host name {host[:80]!r}: {exc}") from exc
 
 
 def decode_json(data, peer, log):

@@ -5,11 +5,14 @@ without holding it in memory, and move finished files into place. They know
 nothing of the network; the Worker runs them in its pool.
 """
 
+import bisect
 import contextlib
 import errno
 import hashlib
 import heapq
+import itertools
 import logging
+import operator
 import os
 import shutil
 import signal
@@ -18,12 +21,16 @@ import tempfile
 import threading
 
 LOG = logging.getLogger(__name__)
-PIPE_BUFFER = 1 << 20
-WRITE_BUFFER_TOTAL = 8 << 20
-KEY_CACHE_LIMIT = 1 << 15
+PIPE_BUFFER = 1 << 18
+WRITE_BUFFER_TOTAL = 1 << 20
+READ_BLOCK = 1 << 18
+MERGE_BUDGET = 1 << 18
+MERGE_BLOCK_MIN = 1 << 12
+KEY_CACHE_LIMIT = 1 << 16
+KEY_CACHE_BYTES = 2 << 20
+CACHE_LINE_LIMIT = 256
 STDERR_TAIL = 2048
 SORT_PARALLELISM = 4
-SORT_ENV = {**os.environ, "LC_ALL": "C"}
 
 
 class TaskError(Exception):
@@ -98,7 +105,11 @@ def _check_status(executable, status, stderr_file, what, log):
             log.info("%s wrote to stderr on %s: %s", executable, what, tail)
         return
     if status < 0:
-        reason = f"was killed by {signal.Signals(-status).name}"
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:  # Real-time signals have no name here.
+            name = f"signal {-status}"
+        reason = f"was killed by {name}"
     else:
         reason = f"exited with status {status}"
     message = f"{executable} {reason} on {what}"
@@ -152,31 +163,122 @@ def partition_stream(stream, outputs, num_partitions):
 
     The key is the text before the first TAB (the whole line without its
     newline if there is none). A missing final newline is added. Memory
-    stays bounded: the stream is read line by line, and the cache of keys
-    already hashed is emptied when it grows large.
+    stays bounded: the stream is read in blocks, and the cache of
+    partitions already computed is emptied when it grows large.
+
+    The per-line work runs in C: a block is split into lines, their
+    partitions come from one `map` over the cache (keyed by whole lines,
+    which repeat in typical map output, and by keys), and each file gets
+    one write per block. Only cache misses are hashed in Python.
     """
     if num_partitions == 1:
         _copy_with_newline(stream, outputs[0])
         return
-    writers = [output.write for output in outputs]
-    cache = {}
-    md5 = hashlib.md5
-    line = b"\n"
-    partition = 0
-    for line in stream:
-        # The piece before the first TAB, or the whole line with its
-        # newline: the cache is keyed by it, the hash is of the key.
-        head = line.split(b"\t", 1)[0]
-        partition = cache.get(head)
-        if partition is None:
-            if len(cache) >= KEY_CACHE_LIMIT:
-                cache.clear()
-            key = head[:-1] if head[-1:] == b"\n" else head
-            partition = int(md5(key).hexdigest(), 16) % num_partitions
-            cache[head] = partition
-        writers[partition](line)
-    if line[-1:] != b"\n":
-        writers[partition](b"\n")
+    cache = _PartitionCache()
+    for lines in _line_blocks(stream):
+        parts = list(map(cache.get, lines))
+        if None in parts:
+            _fill_misses(lines, parts, cache, num_partitions)
+        _write_partitioned(lines, parts, outputs)
+
+
+class _PartitionCache(dict):
+    """Partitions already computed, by line or key, and their bytes.
+
+    Emptied when it holds KEY_CACHE_LIMIT entries or KEY_CACHE_BYTES
+    bytes of lines and keys.
+    """
+
+    __slots__ = ("size",)
+
+    def __init__(self):
+        """Start empty."""
+        super().__init__()
+        self.size = 0
+
+
+def _line_blocks(stream):
+    """Yield lists of the lines of `stream`, without their newlines.
+
+    Each list holds the whole lines of a block of about READ_BLOCK bytes;
+    a last line without a newline comes alone at the end.
+    """
+    pieces = []
+    while True:
+        block = stream.read(READ_BLOCK)
+        if not block:
+            break
+        if b"\n" not in block:
+            pieces.append(block)
+            continue
+        if pieces:
+            pieces.append(block)
+            block = b"".join(pieces)
+            pieces = []
+        lines = block.split(b"\n")
+        tail = lines.pop()
+        if tail:
+            pieces.append(tail)
+        yield lines
+    if pieces:
+        yield [b"".join(pieces)]
+
+
+def _fill_misses(lines, parts, cache, num_partitions):
+    """Compute the partitions missing (None) in `parts`; cache them.
+
+    The cache maps a line, and a key, to the partition of its key (a key
+    is its own key, so one dict serves both).
+    """
+    index = -1
+    try:
+        while True:
+            index = parts.index(None, index + 1)
+            line = lines[index]
+            part = cache.get(line)
+            if part is None:
+                if (len(cache) >= KEY_CACHE_LIMIT
+                        or cache.size >= KEY_CACHE_BYTES):
+                    cache.clear()
+                    cache.size = 0
+                key = line.split(b"\t", 1)[0]
+                part = cache.get(key)
+                if part is None:
+                    # Equal to int(md5(key).hexdigest(), 16).
+                    part = (int.from_bytes(hashlib.md5(key).digest(), "big")
+                            % num_partitions)
+                    cache[key] = part
+                    cache.size += len(key)
+                if len(line) <= CACHE_LINE_LIMIT:
+                    cache[line] = part
+                    cache.size += len(line)
+            parts[index] = part
+    except ValueError:
+        pass  # No more misses in this block.
+
+
+def _write_partitioned(lines, parts, outputs):
+    """Write `lines[i]` and a newline to `outputs[parts[i]]`.
+
+    Each file gets one write; a list ends with an empty line so that
+    joining with newlines ends every line with one.
+    """
+    if len(outputs) == 2:
+        chosen = (itertools.compress(lines, map(operator.not_, parts)),
+                  itertools.compress(lines, parts))
+        for output, selected in zip(outputs, chosen):
+            chunk = b"\n".join(itertools.chain(selected, (b"",)))
+            if chunk:
+                output.write(chunk)
+        return
+    buckets = [[] for _ in outputs]
+    appends = [bucket.append for bucket in buckets]
+    for line, part in zip(lines, parts):
+        appends[part](line)
+    for bucket, output in zip(buckets, outputs):
+        if bucket:
+            bucket.append(b"")
+            output.write(b"\n".join(bucket))
 
 
 def _copy_with_newline(stream, output):
@@ -192,15 +294,98 @@ def _copy_with_newline(stream, output):
         output.write(b"\n")
 
 
+class _Run:
+    """One sorted input of the reduce merge, read a block at a time."""
+
+    __slots__ = ("file", "size", "block", "pos", "eof")
+
+    def __init__(self, file, size):
+        """Read `file` in blocks of `size` bytes; `load()` reads one."""
+        self.file = file
+        self.size = size
+        self.block = []
+        self.pos = 0
+        self.eof = False
+
+    def load(self):
+        """Replace the used-up block with the next one; False if unsorted.
+
+        Sorted means in bytes order, within the block and after the last
+        line of the block before.
+        """
+        previous = self.block[-1] if self.block else None
+        self.block = self.file.readlines(self.size)
+        self.pos = 0
+        if not self.block:
+            self.eof = True
+            return True
+        if previous is not None and self.block[0] < previous:
+            return False
+        return all(map(operator.le, self.block,
+                       itertools.islice(self.block, 1, None)))
+
+    def rest(self):
+        """Return an iterator over the lines not yet merged."""
+        return itertools.chain(
+            itertools.islice(self.block, self.pos, None), self.file)
+
+
+def _merge_lines(inputs, write):
+    """Write `heapq.merge(*inputs)` through `write`, in large chunks.
+
+    Gives exactly the bytes `heapq.merge` gives, but merges blocks of
+    lines in C: every line that heapq.merge would give before it needs a
+    line not read yet is merged by one `sort` of a few sorted runs. If an
+    input turns out not to be sorted in bytes order (UNIX sort puts "a"
+    before "a	"), the rest is merged by `heapq.merge` itself from that
+    point, so the output is the same in every case.
+    """
+    size = max(MERGE_BLOCK_MIN, MERGE_BUDGET // max(1, len(inputs)))
+    runs = [_Run(file, size) for file in inputs]
+    loaded = [run.load() for run in runs]  # Every run, not up to one.
+    if all(loaded):
+        live = [run for run in runs if not run.eof]
+        while live:
+            # heapq.merge gives every line below `bound`, then the lines
+            # equal to it in input order, up to the first input whose
+            # block ends with it: that input's next line is not read yet.
+            bound = min(run.block[-1] for run in live)
+            chunk = []
+            holder = None
+            for run in live:
+                if holder is None:
+                    cut = bisect.bisect_right(run.block, bound, run.pos)
+                    if run.block[-1] == bound:
+                        holder = run
+                else:
+                    cut = bisect.bisect_left(run.block, bound, run.pos)
+                chunk.extend(itertools.islice(run.block, run.pos, cut))
+                run.pos = cut
+            chunk.sort()
+            write(b"".join(chunk))
+            if not holder.load():
+                break
+            if holder.eof:
+                live.remove(holder)
+        else:
+            return
+    rest = heapq.merge(*(run.rest() for run in runs))
+    for lines in iter(lambda: list(itertools.islice(rest, 4096)), []):
+        write(b"".join(lines))
+
+
 def _sort_files(paths, control):
     """Sort each non-empty file in place with `sort`, a few at a time."""
     waiting = [path for path in paths if os.path.getsize(path) > 0]
+    # Taken now, not at import: the caller's environment of the moment
+    # (TMPDIR, PATH), with the byte-order locale on top.
+    env = {**os.environ, "LC_ALL": "C"}
     while waiting:
         batch, waiting = (waiting[:SORT_PARALLELISM],
                           waiting[SORT_PARALLELISM:])
         running = []
         for path in batch:
-            child = control.start(["sort", "-o", path, path], env=SORT_ENV,
+            child = control.start(["sort", "-o", path, path], env=env,
                                   stdin=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE)
             running.append((path, child))
@@ -279,7 +464,7 @@ def run_reduce_task(task_id, executable, input_paths, output_directory,
                         shutil.copyfileobj(inputs[0], child.stdin,
                                            PIPE_BUFFER)
                     else:
-                        child.stdin.writelines(heapq.merge(*inputs))
+                        _merge_lines(inputs, child.stdin.write)
             except BrokenPipeError:
                 pass  # The reducer stopped reading; its status decides.
             status = control.wait(child)

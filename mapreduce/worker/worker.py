@@ -20,7 +20,11 @@ from mapreduce.worker.tasks import (
 HEARTBEAT_INTERVAL = 2.0
 RETRY_INTERVAL = 1.0
 SEND_TIMEOUT = 5.0
+ACK_TIMEOUT = 10.0
 SEND_ATTEMPTS = 3
+# As many partitions as the Manager allows reducers (its MAX_REDUCERS): a
+# map task opens one file per partition.
+MAX_PARTITIONS = 10000
 
 
 def _kind(msg):
@@ -52,19 +56,30 @@ class Worker:
             protocol.NewMapTask: self._on_map_task,
             protocol.NewReduceTask: self._on_reduce_task,
         }
-        self.reactor = Reactor()
+        self.port = port
+        self.log = get_logger("Worker", port)
+        self.reactor = Reactor(self.log)
         self.pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="mapreduce-task")
+        # Signals are caught from the start to the very end, so that one
+        # arriving early or during clean-up still ends in a clean exit.
+        with stop_on_signals(self.reactor, self._on_shutdown):
+            self._serve(host, port)
+
+    def _serve(self, host, port):
+        """Listen, register, run the loop; then stop tasks and close."""
         server = None
         try:
             server = MessageServer(self.reactor, host, port, self._on_message)
             self.port = server.port
-            self.log = self.reactor.log = get_logger("Worker", self.port)
+            # The server was made before the port (maybe 0) was known:
+            # from now on it logs as this Worker too.
+            self.log = self.reactor.log = server.log = get_logger(
+                "Worker", self.port)
             self.log.info("Listening on %s:%s, Manager at %s:%s", host,
-                          self.port, manager_host, manager_port)
+                          self.port, self.manager_host, self.manager_port)
             self._register()
-            with stop_on_signals(self.reactor, self._on_shutdown):
-                self.reactor.run()
+            self.reactor.run()
         finally:
             self._cancel_tasks()
             self.pool.shutdown(wait=True, cancel_futures=True)
@@ -104,20 +119,28 @@ class Worker:
         if self.registered or self.stopping:
             return
 
+        def retry_after(delay):
+            if not self.registered and not self.stopping:
+                self._register_timer = self.reactor.call_later(
+                    delay, self._register)
+
         def failed(exc):
             self._register_failures += 1
             if self._register_failures == 1:
                 self.log.warning("Cannot reach the Manager at %s:%s (%s); "
                                  "trying again every %gs", self.manager_host,
                                  self.manager_port, exc, self.retry_interval)
+            retry_after(self.retry_interval)
         msg = protocol.Register(worker_host=self.host,
                                 worker_port=self.port)
         self.log.debug("Sending %r", msg)
+        # Delivered but never acknowledged (the Manager could not reach us
+        # back): ask again, but rarely, since the Manager treats a second
+        # register as a Worker that died and came back.
         send_message(self.reactor, self.manager_host, self.manager_port,
                      protocol.to_wire(msg), timeout=self.send_timeout,
+                     on_sent=lambda: retry_after(ACK_TIMEOUT),
                      on_error=failed)
-        self._register_timer = self.reactor.call_later(
-            self.retry_interval, self._register)
 
     def _on_register_ack(self, _msg):
         """Start beating once the Manager has recorded this Worker."""
@@ -142,7 +165,11 @@ class Worker:
     # Tasks.
 
     def _on_map_task(self, msg):
-        """Queue a map task in the pool."""
+        """Queue a map task in the pool, unless it cannot make sense."""
+        if not 1 <= msg.num_partitions <= MAX_PARTITIONS:
+            self._refuse(msg, f"num_partitions must be between 1 and "
+                              f"{MAX_PARTITIONS}, not {msg.num_partitions}")
+            return
         self._start_task(msg, run_map_task, msg.task_id, msg.input_paths,
                          msg.executable, msg.output_directory,
                          msg.num_partitions)
@@ -151,6 +178,13 @@ class Worker:
         """Queue a reduce task in the pool."""
         self._start_task(msg, run_reduce_task, msg.task_id, msg.executable,
                          msg.input_paths, msg.output_directory)
+
+    def _refuse(self, msg, reason):
+        """Report at once that task `msg` fails for `reason`."""
+        self.log.error("Task %d failed: %s", msg.task_id, reason)
+        self._send_to_manager(protocol.TaskFailed(
+            task_id=msg.task_id, worker_host=self.host,
+            worker_port=self.port, error=reason))
 
     def _start_task(self, msg, function, *args):
         """Run `function(*args)` in the pool; report when it ends."""

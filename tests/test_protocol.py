@@ -1,0 +1,261 @@
+"""The wire messages: exact encoding, and strict checks of what arrives."""
+
+import json
+import logging
+
+import pytest
+
+from mapreduce import protocol
+from mapreduce.protocol import ProtocolError, UnknownMessage
+
+# One example of every message, with its exact bytes on the wire as
+# `json.dumps` writes them: keys in SPEC.md order, message_type first.
+EXAMPLES = [
+    (protocol.Shutdown(),
+     '{"message_type": "shutdown"}'),
+    (protocol.Register(worker_host="localhost", worker_port=6001),
+     '{"message_type": "register", "worker_host": "localhost", '
+     '"worker_port": 6001}'),
+    (protocol.RegisterAck(),
+     '{"message_type": "register_ack"}'),
+    (protocol.Heartbeat(worker_host="localhost", worker_port=6002),
+     '{"message_type": "heartbeat", "worker_host": "localhost", '
+     '"worker_port": 6002}'),
+    (protocol.NewManagerJob(
+        input_directory="in", output_directory="out",
+        mapper_executable="map.sh", reducer_executable="reduce.sh",
+        num_mappers=4, num_reducers=3),
+     '{"message_type": "new_manager_job", "input_directory": "in", '
+     '"output_directory": "out", "mapper_executable": "map.sh", '
+     '"reducer_executable": "reduce.sh", "num_mappers": 4, '
+     '"num_reducers": 3}'),
+    (protocol.NewMapTask(
+        task_id=1, input_paths=["in/file02", "in/file06"],
+        executable="map.sh", output_directory="shared/job-00000",
+        num_partitions=3),
+     '{"message_type": "new_map_task", "task_id": 1, '
+     '"input_paths": ["in/file02", "in/file06"], "executable": "map.sh", '
+     '"output_directory": "shared/job-00000", "num_partitions": 3}'),
+    (protocol.NewReduceTask(
+        task_id=2, executable="reduce.sh",
+        input_paths=["j/maptask00000-part00002", "j/maptask00001-part00002"],
+        output_directory="out"),
+     '{"message_type": "new_reduce_task", "task_id": 2, '
+     '"executable": "reduce.sh", "input_paths": '
+     '["j/maptask00000-part00002", "j/maptask00001-part00002"], '
+     '"output_directory": "out"}'),
+    (protocol.Finished(task_id=0, worker_host="localhost", worker_port=6001),
+     '{"message_type": "finished", "task_id": 0, "worker_host": '
+     '"localhost", "worker_port": 6001}'),
+    (protocol.TaskFailed(task_id=3, worker_host="localhost",
+                         worker_port=6001, error="mapper exited with 1"),
+     '{"message_type": "task_failed", "task_id": 3, "worker_host": '
+     '"localhost", "worker_port": 6001, "error": "mapper exited with 1"}'),
+]
+IDS = [json.loads(text)["message_type"] for _, text in EXAMPLES]
+
+
+def example(type_name):
+    """Return the wire object of the example message of `type_name`."""
+    return json.loads(EXAMPLES[IDS.index(type_name)][1])
+
+
+def test_every_message_type_has_an_example():
+    """The examples cover exactly the SPEC.md messages plus task_failed."""
+    assert sorted(IDS) == sorted(protocol.MESSAGE_TYPES)
+    assert sorted(IDS) == sorted([
+        "shutdown", "register", "register_ack", "heartbeat",
+        "new_manager_job", "new_map_task", "new_reduce_task", "finished",
+        "task_failed",
+    ])
+
+
+@pytest.mark.parametrize("msg, text", EXAMPLES, ids=IDS)
+def test_to_wire_has_spec_keys_in_spec_order(msg, text):
+    """json.dumps(to_wire(msg)) is exactly the SPEC.md encoding."""
+    assert json.dumps(protocol.to_wire(msg)) == text
+
+
+@pytest.mark.parametrize("msg, text", EXAMPLES, ids=IDS)
+def test_from_wire_decodes_the_spec_encoding(msg, text):
+    """Decoding the wire bytes gives back the same message."""
+    assert protocol.from_wire(json.loads(text)) == msg
+    assert protocol.from_wire(protocol.to_wire(msg)) == msg
+
+
+@pytest.mark.parametrize("msg, text", EXAMPLES, ids=IDS)
+def test_from_wire_ignores_extra_keys(msg, text):
+    """Keys beyond a message's fields are ignored (extensions are additive)."""
+    obj = json.loads(text)
+    obj["extension_field"] = {"anything": [1, 2]}
+    obj["another"] = None
+    assert protocol.from_wire(obj) == msg
+
+
+def _field_cases():
+    """Yield (message_type, field) for every field of every message."""
+    for type_name in IDS:
+        for field in example(type_name):
+            if field != "message_type":
+                yield type_name, field
+
+
+FIELDS = list(_field_cases())
+
+
+@pytest.mark.parametrize("type_name, field", FIELDS,
+                         ids=[f"{t}-{f}" for t, f in FIELDS])
+def test_from_wire_rejects_a_missing_field(type_name, field):
+    """A message without one of its fields is a ProtocolError."""
+    obj = example(type_name)
+    del obj[field]
+    with pytest.raises(ProtocolError, match=field) as info:
+        protocol.from_wire(obj)
+    assert not isinstance(info.value, UnknownMessage)
+
+
+def _wrong_values(value):
+    """Return values of the wrong type for a field whose example is value."""
+    if isinstance(value, bool):
+        raise AssertionError("no example field is a bool")
+    if isinstance(value, int):
+        return [True, False, str(value), float(value), None, [value],
+                {"n": value}]
+    if isinstance(value, str):
+        return [1, 0, True, None, [value], {"s": value}, 1.5]
+    assert isinstance(value, list)
+    return ["a/b", [1], ["ok", 2], ["ok", None], [["nested"]], [True],
+            None, {"0": "a"}, 3]
+
+
+def _wrong_type_cases():
+    """Yield (message_type, field, bad value) for every field."""
+    for type_name, field in FIELDS:
+        for bad in _wrong_values(example(type_name)[field]):
+            yield type_name, field, bad
+
+
+WRONG_TYPES = list(_wrong_type_cases())
+
+
+@pytest.mark.parametrize(
+    "type_name, field, bad", WRONG_TYPES,
+    ids=[f"{t}-{f}-{json.dumps(b)}" for t, f, b in WRONG_TYPES])
+def test_from_wire_rejects_a_field_of_the_wrong_type(type_name, field, bad):
+    """Bools for ints, strings for ints, non-string list items: rejected."""
+    obj = example(type_name)
+    obj[field] = bad
+    with pytest.raises(ProtocolError, match=field):
+        protocol.from_wire(obj)
+
+
+@pytest.mark.parametrize("type_name", ["register", "heartbeat", "finished",
+                                       "task_failed"])
+@pytest.mark.parametrize("port", [0, -1, 65536, 10 ** 20])
+def test_from_wire_rejects_an_impossible_port(type_name, port):
+    """A worker_port outside 1..65535 cannot be answered: rejected."""
+    obj = example(type_name)
+    obj["worker_port"] = port
+    with pytest.raises(ProtocolError, match="worker_port"):
+        protocol.from_wire(obj)
+
+
+@pytest.mark.parametrize("port", [1, 65535])
+def test_from_wire_accepts_the_extreme_ports(port):
+    """Ports 1 and 65535 are valid."""
+    obj = example("register")
+    obj["worker_port"] = port
+    assert protocol.from_wire(obj).worker_port == port
+
+
+def test_from_wire_accepts_empty_lists_and_strings():
+    """An empty input_paths (reduce of an empty input) is well formed."""
+    obj = example("new_reduce_task")
+    obj["input_paths"] = []
+    obj["output_directory"] = ""
+    msg = protocol.from_wire(obj)
+    assert msg.input_paths == [] and msg.output_directory == ""
+
+
+@pytest.mark.parametrize("obj", [
+    [], [{"message_type": "shutdown"}], "shutdown", 1, 1.5, None, True,
+])
+def test_from_wire_rejects_non_objects(obj):
+    """Only a JSON object can be a message."""
+    with pytest.raises(ProtocolError) as info:
+        protocol.from_wire(obj)
+    assert not isinstance(info.value, UnknownMessage)
+
+
+@pytest.mark.parametrize("obj", [
+    {}, {"worker_host": "localhost", "worker_port": 6001},
+    {"message_type": None}, {"message_type": 1}, {"message_type": True},
+    {"message_type": ["shutdown"]}, {"message_type": {"a": 1}},
+])
+def test_from_wire_rejects_a_missing_or_bad_message_type(obj):
+    """Without a message_type string there is nothing to decode."""
+    with pytest.raises(ProtocolError) as info:
+        protocol.from_wire(obj)
+    assert not isinstance(info.value, UnknownMessage)
+
+
+@pytest.mark.parametrize("type_name", [
+    "", "Shutdown", "SHUTDOWN", "shutdown ", "reboot", "new_job", "x" * 1000,
+])
+def test_from_wire_raises_unknown_message_for_unknown_types(type_name):
+    """An unknown message_type is UnknownMessage, a kind of ProtocolError."""
+    with pytest.raises(UnknownMessage) as info:
+        protocol.from_wire({"message_type": type_name, "task_id": 1})
+    assert isinstance(info.value, ProtocolError)
+    assert len(str(info.value)) < 200, "the message was not shortened"
+
+
+def test_messages_are_immutable():
+    """Messages are frozen: a handler cannot change what was received."""
+    msg = protocol.Register(worker_host="localhost", worker_port=6001)
+    with pytest.raises(AttributeError):
+        msg.worker_port = 6002
+
+
+@pytest.fixture(name="log")
+def fixture_log(caplog):
+    """Give a logger whose records caplog keeps, from DEBUG up."""
+    caplog.set_level(logging.DEBUG)
+    return logging.getLogger("Manager:6000")
+
+
+def test_dispatch_calls_the_handler_with_the_message(log, caplog):
+    """A valid message reaches its handler, and is logged at DEBUG."""
+    received = []
+    protocol.dispatch(example("finished"),
+                      {protocol.Finished: received.append}, log)
+    assert received == [protocol.Finished(task_id=0, worker_host="localhost",
+                                          worker_port=6001)]
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG]
+    assert "Finished(task_id=0" in caplog.records[0].getMessage()
+
+
+@pytest.mark.parametrize("obj", [
+    [], {"message_type": "finished"}, {"message_type": "reboot"},
+    {"message_type": "finished", "task_id": "0", "worker_host": "localhost",
+     "worker_port": 6001},
+])
+def test_dispatch_logs_and_drops_malformed_messages(obj, log, caplog):
+    """A malformed or unknown message is a WARNING and reaches no handler."""
+    called = []
+    handlers = {cls: called.append for cls in protocol.MESSAGE_TYPES.values()}
+    protocol.dispatch(obj, handlers, log)
+    assert not called
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert caplog.records[0].name == "Manager:6000"
+
+
+def test_dispatch_logs_and_drops_messages_without_a_handler(log, caplog):
+    """A valid message this process does not take is a WARNING."""
+    called = []
+    protocol.dispatch(example("new_map_task"),
+                      {protocol.Finished: called.append}, log)
+    assert not called
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "new_map_task" in warnings[0].getMessage()

@@ -1,0 +1,128 @@
+"""SIGINT and SIGTERM stop real mapreduce-manager/worker processes cleanly.
+
+Each process runs with TMPDIR (and the Manager's --shared_dir) in tmp_path,
+so a test can check that every temporary directory is gone after the
+signal, and that a Worker's running task processes were terminated.
+"""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.test_init_script import process_running
+from tests.util import (
+    TESTDATA, FakePeer, free_port, job_message, port_open, register,
+    send_json, wait_for,
+)
+
+SIGNALS = [signal.SIGINT, signal.SIGTERM]
+HANG = """#!/bin/sh
+# A mapper that never ends, with a child of its own; it records both pids.
+sleep 60 &
+echo $! > "$PIDS/grandchild"
+echo $$ > "$PIDS/child.tmp"
+mv "$PIDS/child.tmp" "$PIDS/child"
+wait
+"""
+
+
+def start(command, tmp_path, *args, **env):
+    """Start one of the project's commands with TMPDIR in tmp_path."""
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir(exist_ok=True)
+    scripts = pathlib.Path(sys.executable).parent
+    # Stopped in the test's finally block, not in a with block.
+    # pylint: disable-next=consider-using-with
+    return subprocess.Popen(
+        [str(scripts / command), *map(str, args)],
+        env={**os.environ, "TMPDIR": str(tmpdir), **env},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def stop(proc):
+    """Make sure `proc` is gone; return its stderr."""
+    if proc.poll() is None:
+        proc.kill()
+    _, stderr = proc.communicate(timeout=30)
+    return stderr
+
+
+@pytest.mark.parametrize("signum", SIGNALS)
+def test_manager_exits_cleanly(tmp_path, signum):
+    """The Manager tells its Workers, removes its shared dir, exits 0."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    port = free_port()
+    with FakePeer(udp=True) as worker:
+        proc = start("mapreduce-manager", tmp_path, "--port", port,
+                     "--shared_dir", shared)
+        try:
+            wait_for(lambda: port_open(port) or proc.poll() is not None,
+                     what="the Manager's port")
+            register(worker, port)
+            send_json(port, job_message(TESTDATA / "input",
+                                        tmp_path / "output"))
+            assert worker.next()["message_type"] == "new_map_task"
+            assert [p.name for p in next(shared.iterdir()).iterdir()] == \
+                ["job-00000"]
+
+            proc.send_signal(signum)
+            assert proc.wait(timeout=30) == 0
+            assert worker.next() == {"message_type": "shutdown"}
+        finally:
+            stderr = stop(proc)
+    assert f"Received {signum.name}" in stderr
+    assert "Traceback" not in stderr
+    assert not list(shared.iterdir())
+    assert not list((tmp_path / "tmp").iterdir())
+
+
+@pytest.mark.parametrize("signum", SIGNALS)
+def test_worker_exits_cleanly_and_stops_its_task(tmp_path, signum):
+    """The Worker kills its task's processes, cleans up, and exits 0."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    hang = tmp_path / "hang.sh"
+    hang.write_text(HANG)
+    hang.chmod(0o755)
+    output = tmp_path / "output"
+    output.mkdir()
+    port = free_port()
+    with FakePeer(udp=True) as manager:
+        proc = start("mapreduce-worker", tmp_path, "--port", port,
+                     "--manager-port", manager.port, PIDS=str(pids))
+        children = []
+        try:
+            assert manager.next()["message_type"] == "register"
+            send_json(port, {"message_type": "register_ack"})
+            send_json(port, {
+                "message_type": "new_map_task", "task_id": 0,
+                "input_paths": [str(TESTDATA / "input" / "file01")],
+                "executable": str(hang), "output_directory": str(output),
+                "num_partitions": 2})
+            wait_for((pids / "child").exists,
+                     what="the mapper to start")
+            children = [int((pids / name).read_text())
+                        for name in ("child", "grandchild")]
+            assert all(process_running(pid) for pid in children)
+            assert [p.name[:26] for p in (tmp_path / "tmp").iterdir()] == \
+                ["mapreduce-local-task00000-"]
+
+            proc.send_signal(signum)
+            assert proc.wait(timeout=30) == 0
+            wait_for(lambda: not any(map(process_running, children)),
+                     what="the task's processes to end")
+            manager.expect_none(within=0.3)
+        finally:
+            stderr = stop(proc)
+            for pid in children:
+                if process_running(pid):
+                    os.kill(pid, signal.SIGKILL)
+    assert f"Received {signum.name}" in stderr
+    assert "Traceback" not in stderr
+    assert not list((tmp_path / "tmp").iterdir())
+    assert not list(output.iterdir())
