@@ -197,15 +197,15 @@ class _PartitionCache(dict):
         self.size = 0
 
 
-def _line_blocks(stream):
+def _line_blocks(stream, size=READ_BLOCK):
     """Yield lists of the lines of `stream`, without their newlines.
 
-    Each list holds the whole lines of a block of about READ_BLOCK bytes;
-    a last line without a newline comes alone at the end.
+    Each list holds the whole lines of a block of about `size` bytes; a
+    last line without a newline comes alone at the end.
     """
     pieces = []
     while True:
-        block = stream.read(READ_BLOCK)
+        block = stream.read(size)
         if not block:
             break
         if b"\n" not in block:
@@ -295,83 +295,76 @@ def _copy_with_newline(stream, output):
 
 
 class _Run:
-    """One sorted input of the reduce merge, read a block at a time."""
+    """One sorted input of the reduce merge: its lines, a block at a time.
 
-    __slots__ = ("file", "size", "block", "pos", "eof")
+    Lines come without their newlines, so that comparing them is comparing
+    what `LC_ALL=C sort` compares.
+    """
+
+    __slots__ = ("blocks", "block", "pos", "ordered")
 
     def __init__(self, file, size):
-        """Read `file` in blocks of `size` bytes; `load()` reads one."""
-        self.file = file
-        self.size = size
+        """Read `file` in blocks of about `size` bytes."""
+        self.blocks = _line_blocks(file, size)
         self.block = []
         self.pos = 0
-        self.eof = False
+        self.ordered = True
 
     def load(self):
-        """Replace the used-up block with the next one; False if unsorted.
+        """Read the next block; return False at the end of the input.
 
-        Sorted means in bytes order, within the block and after the last
-        line of the block before.
+        Notes in `ordered` whether the input is still in byte order: within
+        the block, and from the end of the block before.
         """
-        previous = self.block[-1] if self.block else None
-        self.block = self.file.readlines(self.size)
+        previous = self.block[-1:]
+        self.block = next(self.blocks, [])
         self.pos = 0
-        if not self.block:
-            self.eof = True
-            return True
-        if previous is not None and self.block[0] < previous:
-            return False
-        return all(map(operator.le, self.block,
-                       itertools.islice(self.block, 1, None)))
+        self.ordered = (previous <= self.block[:1]
+                        and all(map(operator.le, self.block,
+                                    itertools.islice(self.block, 1, None))))
+        return bool(self.block)
 
     def rest(self):
-        """Return an iterator over the lines not yet merged."""
-        return itertools.chain(
-            itertools.islice(self.block, self.pos, None), self.file)
+        """Return an iterator over the lines not merged yet."""
+        return itertools.chain(itertools.islice(self.block, self.pos, None),
+                               itertools.chain.from_iterable(self.blocks))
+
+
+def _write_lines(write, lines):
+    """Write each of `lines` with a newline, in one write (extends `lines`)."""
+    if lines:
+        lines.append(b"")
+        write(b"\n".join(lines))
 
 
 def _merge_lines(inputs, write):
-    """Write `heapq.merge(*inputs)` through `write`, in large chunks.
+    """Write the lines of the sorted `inputs`, merged, through `write`.
 
-    Gives exactly the bytes `heapq.merge` gives, but merges blocks of
-    lines in C: every line that heapq.merge would give before it needs a
-    line not read yet is merged by one `sort` of a few sorted runs. If an
-    input turns out not to be sorted in bytes order (UNIX sort puts "a"
-    before "a	"), the rest is merged by `heapq.merge` itself from that
-    point, so the output is the same in every case.
+    This is `heapq.merge` over the inputs' lines taken without their
+    newlines, so the order is that of `LC_ALL=C sort` ("a" before "a<TAB>1",
+    which raw lines, newline included, would put the other way round). The
+    work is done a block at a time in C: every line up to the smallest of
+    the last lines of the blocks in hand can be given out, after one `sort`
+    of those few sorted runs. An input found out of order is merged by
+    `heapq.merge` itself from there on, as the plain merge would.
     """
     size = max(MERGE_BLOCK_MIN, MERGE_BUDGET // max(1, len(inputs)))
-    runs = [_Run(file, size) for file in inputs]
-    loaded = [run.load() for run in runs]  # Every run, not up to one.
-    if all(loaded):
-        live = [run for run in runs if not run.eof]
-        while live:
-            # heapq.merge gives every line below `bound`, then the lines
-            # equal to it in input order, up to the first input whose
-            # block ends with it: that input's next line is not read yet.
-            bound = min(run.block[-1] for run in live)
-            chunk = []
-            holder = None
-            for run in live:
-                if holder is None:
-                    cut = bisect.bisect_right(run.block, bound, run.pos)
-                    if run.block[-1] == bound:
-                        holder = run
-                else:
-                    cut = bisect.bisect_left(run.block, bound, run.pos)
-                chunk.extend(itertools.islice(run.block, run.pos, cut))
-                run.pos = cut
-            chunk.sort()
-            write(b"".join(chunk))
-            if not holder.load():
-                break
-            if holder.eof:
-                live.remove(holder)
-        else:
-            return
-    rest = heapq.merge(*(run.rest() for run in runs))
-    for lines in iter(lambda: list(itertools.islice(rest, 4096)), []):
-        write(b"".join(lines))
+    live = [run for run in (_Run(file, size) for file in inputs)
+            if run.load()]
+    while live and all(run.ordered for run in live):
+        bound = min(run.block[-1] for run in live)
+        chunk = []
+        for run in live:
+            cut = bisect.bisect_right(run.block, bound, run.pos)
+            chunk.extend(itertools.islice(run.block, run.pos, cut))
+            run.pos = cut
+        chunk.sort()
+        _write_lines(write, chunk)
+        live = [run for run in live
+                if run.pos < len(run.block) or run.load()]
+    merged = heapq.merge(*(run.rest() for run in live))
+    for lines in iter(lambda: list(itertools.islice(merged, 4096)), []):
+        _write_lines(write, lines)
 
 
 def _sort_files(paths, control):
@@ -461,8 +454,7 @@ def run_reduce_task(task_id, executable, input_paths, output_directory,
             try:
                 with child.stdin:
                     if len(inputs) == 1:
-                        shutil.copyfileobj(inputs[0], child.stdin,
-                                           PIPE_BUFFER)
+                        _copy_with_newline(inputs[0], child.stdin)
                     else:
                         _merge_lines(inputs, child.stdin.write)
             except BrokenPipeError:

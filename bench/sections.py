@@ -1,0 +1,277 @@
+"""The benchmark's sections: each runs real processes and returns figures.
+
+Every function takes the parsed options and a `Context` (paths, a job
+counter per cluster) and returns a dict of plain numbers for the report.
+Correctness is checked before any time is kept: a mismatch raises
+`OutputMismatch`.
+"""
+
+import os
+import shutil
+import statistics
+import subprocess
+import time
+
+from bench.cluster import Cluster, cpu_seconds, peak_rss_mb
+from bench.corpus import make_corpus, make_one_line_inputs, make_tiny_inputs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEST_EXEC = os.path.join(ROOT, "tests", "testdata", "exec")
+EXECUTABLES = {
+    "shell": (os.path.join(TEST_EXEC, "wc_map.sh"),
+              os.path.join(TEST_EXEC, "wc_reduce.sh")),
+    "python": (os.path.join(TEST_EXEC, "wc_map.py"),
+               os.path.join(TEST_EXEC, "wc_reduce.py")),
+}
+CAT = shutil.which("cat") or "/bin/cat"
+JOB_TIMEOUT = 1800.0
+
+
+class OutputMismatch(Exception):
+    """Two runs that must agree produced different output."""
+
+
+class Context:
+    """Where the benchmark keeps its files, and what it has made so far."""
+
+    def __init__(self, workdir):
+        """Use `workdir` for inputs, outputs and cluster directories."""
+        self.workdir = os.path.abspath(workdir)
+        os.makedirs(self.workdir, exist_ok=True)
+        self.expected = {}
+
+    def path(self, *parts):
+        """Return a path inside the work directory."""
+        return os.path.join(self.workdir, *parts)
+
+    def fresh_dir(self, *parts):
+        """Return an empty directory inside the work directory."""
+        path = self.path(*parts)
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path)
+        return path
+
+    def cluster(self, name):
+        """Start a Manager and two Workers in a fresh directory."""
+        return Cluster(self.fresh_dir("cluster-" + name), num_workers=2)
+
+
+def read_lines(paths):
+    """Return the sorted lines of `paths` (files, or directories' parts)."""
+    lines = []
+    for path in paths:
+        names = ([os.path.join(path, name) for name in sorted(os.listdir(
+            path)) if name.startswith("part-")]
+            if os.path.isdir(path) else [path])
+        for name in names:
+            with open(name, "rb") as file:
+                lines.extend(file.read().splitlines())
+    return sorted(lines)
+
+
+def check_equal(what, expected, actual_paths):
+    """Raise OutputMismatch unless the sorted lines are the same."""
+    actual = read_lines(actual_paths)
+    if actual != expected:
+        raise OutputMismatch(f"{what}: {len(actual)} lines, expected "
+                             f"{len(expected)}; see {actual_paths}")
+
+
+def timed(args, **kwargs):
+    """Run a command to completion (it must succeed); return seconds."""
+    start = time.monotonic()
+    subprocess.run(args, check=True, **kwargs)
+    return time.monotonic() - start
+
+
+def run_pipeline(input_dir, mapper, reducer, output):
+    """Time `cat input/* | map | LC_ALL=C sort | reduce > output`."""
+    files = sorted(os.path.join(input_dir, name)
+                   for name in os.listdir(input_dir))
+    script = ('set -o pipefail; out="$1"; map="$2"; reduce="$3"; '
+              'shift 3; cat "$@" | "$map" | LC_ALL=C sort | "$reduce" '
+              '> "$out"')
+    return timed(["bash", "-c", script, "pipeline", output, mapper,
+                  reducer] + files)
+
+
+def run_madoop(ctx, input_dir, mapper, reducer, output):
+    """Time madoop with two reducers on the same input and executables."""
+    shutil.rmtree(output, ignore_errors=True)
+    return timed(["madoop", "-input", input_dir, "-output", output,
+                  "-mapper", mapper, "-reducer", reducer,
+                  "-numReduceTasks", "2"],
+                 cwd=ctx.fresh_dir("madoop-cwd"), stdout=subprocess.DEVNULL,
+                 stderr=subprocess.DEVNULL)
+
+
+class JobRunner:
+    """Submits jobs to one cluster, counting job ids."""
+
+    def __init__(self, cluster):
+        """Submit to `cluster`, whose first job has id 0."""
+        self.cluster = cluster
+        self.next_id = 0
+
+    def run(self, input_dir, output_dir, mapper, reducer, nmappers,
+            nreducers, cli=True):
+        """Run one job; return (seconds to parts, seconds to Finished)."""
+        submit = (self.cluster.submit_cli if cli
+                  else self.cluster.submit_message)
+        shutil.rmtree(output_dir, ignore_errors=True)
+        start = time.monotonic()
+        submit(input_dir, output_dir, mapper, reducer, nmappers, nreducers)
+        parts, finished = self.cluster.wait_job(self.next_id, output_dir,
+                                                nreducers, JOB_TIMEOUT)
+        self.next_id += 1
+        return parts - start, finished - start
+
+
+def throughput(opts, ctx):
+    """Word count on the corpus: cluster vs pipeline vs madoop."""
+    paths = make_corpus(ctx.path(f"input-{opts.size_mb:g}mb"), opts.size_mb,
+                        opts.files, opts.seed)
+    input_dir = os.path.dirname(paths[0])
+    out = ctx.fresh_dir("out-throughput")
+    with ctx.cluster("throughput") as cluster:
+        runner = JobRunner(cluster)
+        return {kind: _throughput_of(opts, ctx, runner, kind, input_dir, out)
+                for kind in opts.kinds}
+
+
+def _throughput_of(opts, ctx, runner, kind, input_dir, out):
+    """Run the rounds of one kind of executables; return its figures."""
+    rounds = [_throughput_round(opts, ctx, runner, kind, input_dir, out)
+              for _ in range(opts.repeat)]
+    times = {name: [one[name] for one in rounds] for name in rounds[0]}
+    result = {name + "_s": statistics.median(values)
+              for name, values in times.items()}
+    result["runs"] = times
+    result["vs_pipeline"] = result["cluster_s"] / result["pipeline_s"]
+    if "madoop_s" in result:
+        result["vs_madoop"] = result["cluster_s"] / result["madoop_s"]
+    return result
+
+
+def _throughput_round(opts, ctx, runner, kind, input_dir, out):
+    """Time pipeline, madoop and cluster once; check their outputs."""
+    mapper, reducer = EXECUTABLES[kind]
+    times = {}
+    pipe_out = os.path.join(out, f"pipeline-{kind}.txt")
+    times["pipeline"] = run_pipeline(input_dir, mapper, reducer, pipe_out)
+    expected = read_lines([pipe_out])
+    if not opts.skip_madoop:
+        mad_out = os.path.join(out, f"madoop-{kind}")
+        times["madoop"] = run_madoop(ctx, input_dir, mapper, reducer,
+                                     mad_out)
+        check_equal(f"madoop {kind}", expected, [mad_out])
+    job_out = os.path.join(out, f"cluster-{kind}")
+    times["cluster_parts"], times["cluster"] = runner.run(
+        input_dir, job_out, mapper, reducer, 4, 2)
+    check_equal(f"cluster {kind}", expected, [job_out])
+    return times
+
+
+def latency(opts, ctx):
+    """Tiny jobs one after another: submit to the last part file."""
+    input_dir = make_tiny_inputs(ctx.path("input-tiny"))
+    mapper, reducer = EXECUTABLES["shell"]
+    pipe_out = ctx.path("out-latency-pipeline.txt")
+    pipeline = statistics.median(run_pipeline(input_dir, mapper, reducer,
+                                              pipe_out) for _ in range(5))
+    expected = read_lines([pipe_out])
+    output = ctx.path("out-latency")
+    runs, cli = [], []
+    with ctx.cluster("latency") as cluster:
+        runner = JobRunner(cluster)
+        job = (input_dir, output, mapper, reducer, 2, 2)
+        runner.run(*job, cli=False)  # Warm-up, not counted.
+        for _ in range(opts.latency_jobs):
+            runs.append(runner.run(*job, cli=False))
+            check_equal("latency job", expected, [output])
+        for _ in range(3):
+            cli.append(runner.run(*job, cli=True)[0])
+    parts = [run[0] for run in runs]
+    return {"jobs": len(parts), "median_ms": statistics.median(parts) * 1e3,
+            "max_ms": max(parts) * 1e3,
+            "finished_median_ms": statistics.median(
+                run[1] for run in runs) * 1e3,
+            "with_submit_cli_median_ms": statistics.median(cli) * 1e3,
+            "pipeline_ms": pipeline * 1e3}
+
+
+def idle(opts, ctx):
+    """CPU seconds used by an idle Manager and two Workers."""
+    with ctx.cluster("idle") as cluster:
+        time.sleep(opts.settle_seconds)
+        before = [cpu_seconds(pid) for pid in cluster.pids]
+        start = time.monotonic()
+        time.sleep(opts.idle_seconds)
+        after = [cpu_seconds(pid) for pid in cluster.pids]
+        elapsed = time.monotonic() - start
+    used = [a - b for a, b in zip(after, before)]
+    return {"seconds": elapsed, "cpu_s": sum(used), "manager_cpu_s": used[0],
+            "workers_cpu_s": used[1:]}
+
+
+def _word_total(input_dir):
+    """Count the words of the input with `wc -w`."""
+    files = sorted(os.path.join(input_dir, name)
+                   for name in os.listdir(input_dir))
+    result = subprocess.run(["bash", "-c", 'cat "$@" | wc -w', "words"]
+                            + files, check=True, capture_output=True)
+    return int(result.stdout)
+
+
+def memory(opts, ctx):
+    """Peak RSS of each Worker on the corpus job and one 4x larger."""
+    mapper, reducer = EXECUTABLES["shell"]
+    sizes = [opts.size_mb] + ([] if opts.skip_large else [opts.size_mb * 4])
+    results = {}
+    for size in sizes:
+        paths = make_corpus(ctx.path(f"input-{size:g}mb"), size, opts.files,
+                            opts.seed)
+        input_dir = os.path.dirname(paths[0])
+        output = ctx.path("out-memory")
+        with ctx.cluster("memory") as cluster:
+            seconds = JobRunner(cluster).run(input_dir, output, mapper,
+                                             reducer, 4, 2)[1]
+            rss = [peak_rss_mb(pid) for pid in cluster.pids]
+        total = sum(int(line.rsplit(b"\t", 1)[1])
+                    for line in read_lines([output]))
+        if total != _word_total(input_dir):
+            raise OutputMismatch(f"memory job on {size:g} MB: counted "
+                                 f"{total} words, wc -w disagrees")
+        results[f"{size:g}mb"] = {"size_mb": size, "seconds": seconds,
+                                  "manager_mb": rss[0], "workers_mb": rss[1:]}
+    return results
+
+
+def scheduling(opts, ctx):
+    """Many one-line files, `cat` as mapper and reducer: time per task."""
+    count = opts.sched_files
+    input_dir = make_one_line_inputs(ctx.path(f"input-lines-{count}"),
+                                     count)
+    expected = read_lines([input_dir + os.sep + name
+                           for name in os.listdir(input_dir)])
+    output = ctx.path("out-scheduling")
+    tasks = count + 2
+    runs = []
+    with ctx.cluster("scheduling") as cluster:
+        runner = JobRunner(cluster)
+        for _ in range(opts.repeat):
+            runs.append(runner.run(input_dir, output, CAT, CAT, count, 2,
+                                   cli=False)[1])
+            check_equal("scheduling job", expected, [output])
+    seconds = statistics.median(runs)
+    return {"files": count, "tasks": tasks, "seconds": seconds,
+            "runs": runs, "per_task_ms": seconds / tasks * 1e3}
+
+
+SECTIONS = {
+    "throughput": throughput,
+    "latency": latency,
+    "idle": idle,
+    "memory": memory,
+    "scheduling": scheduling,
+}

@@ -1,0 +1,45 @@
+"""Smoke run of the benchmark harness: it runs and its outputs agree.
+
+Correctness only: no figure is compared with a target here, because the
+machine running the suite is shared and noisy.
+"""
+
+import json
+import subprocess
+import sys
+
+SECTIONS = ["throughput", "latency", "idle", "memory", "scheduling"]
+
+
+def test_quick_bench_runs_and_outputs_agree(tmp_path):
+    """`python -m bench --quick` exits 0 and reports every section."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--size-mb", "0.5",
+         "--repeat", "1", "--files", "3", "--latency-jobs", "2",
+         "--idle-seconds", "0.5", "--sched-files", "10",
+         "--workdir", str(tmp_path / "work")],
+        capture_output=True, text=True, timeout=240, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.strip().splitlines()
+    summary = json.loads(lines[-1])
+    assert summary["outputs_equal"] is True
+    assert summary["errors"] == {}
+    assert list(summary["results"]) == SECTIONS
+    throughput = summary["results"]["throughput"]
+    assert set(throughput) == {"shell", "python"}
+    for figures in throughput.values():
+        for key in ("pipeline_s", "madoop_s", "cluster_s", "vs_pipeline",
+                    "vs_madoop"):
+            assert figures[key] > 0
+    assert summary["results"]["latency"]["jobs"] == 2
+    assert summary["results"]["scheduling"]["tasks"] == 12
+    workers = summary["results"]["memory"]["0.5mb"]["workers_mb"]
+    assert len(workers) == 2 and all(mb > 0 for mb in workers)
+    assert summary["results"]["idle"]["cpu_s"] >= 0
+    names = [target["name"] for target in summary["targets"]]
+    assert any(name.startswith("latency") for name in names)
+    assert all(isinstance(target["pass"], bool)
+               for target in summary["targets"])
+    assert lines[0].startswith("figure")
+    assert sum(" PASS" in line or " MISS" in line
+               for line in lines) == len(names)
