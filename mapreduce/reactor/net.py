@@ -60,6 +60,24 @@ def _format_peer(address):
         return repr(address)
 
 
+def _bound_socket(kind, host, port):
+    """Return a non-blocking socket bound to host:port (listening, if TCP).
+
+    SO_REUSEADDR lets a restarted server bind while old connections linger.
+    """
+    sock = socket.socket(socket.AF_INET, kind)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((resolve(host), port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(1024)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class MessageServer:
     """A TCP server where each connection carries one JSON object.
 
@@ -80,15 +98,7 @@ class MessageServer:
         self.read_timeout = read_timeout
         self.max_connections = max_connections
         self._connections = {}
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self._sock.bind((resolve(host), port))
-            self._sock.listen(1024)
-            self._sock.setblocking(False)
-        except OSError:
-            self._sock.close()
-            raise
+        self._sock = _bound_socket(socket.SOCK_STREAM, host, port)
         self.address = self._sock.getsockname()
         reactor.add_reader(self._sock, self._accept)
 
@@ -184,14 +194,7 @@ class DatagramServer:
         self.reactor = reactor
         self.log = reactor.log
         self.on_message = on_message
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self._sock.bind((resolve(host), port))
-            self._sock.setblocking(False)
-        except OSError:
-            self._sock.close()
-            raise
+        self._sock = _bound_socket(socket.SOCK_DGRAM, host, port)
         self.address = self._sock.getsockname()
         reactor.add_reader(self._sock, self._read)
 
