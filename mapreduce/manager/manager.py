@@ -250,10 +250,10 @@ class Manager:
     def _fail_job(self, reason):
         """Give up the running job: no partial output stays behind."""
         job, self.job = self.job, None
-        self.log.error("Job %d failed: %s; removed its output directory %s",
-                       job.job_id, reason, job.output_directory)
         shutil.rmtree(job.job_dir, ignore_errors=True)
         shutil.rmtree(job.output_directory, ignore_errors=True)
+        self.log.error("Job %d failed: %s; removed its output directory %s",
+                       job.job_id, reason, job.output_directory)
         leftovers = self._leftover_reducers()
         if leftovers and self.jobs:
             self.log.info("Waiting for %d reduce task(s) of job %d to end "
