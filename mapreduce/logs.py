@@ -18,7 +18,8 @@ def get_logger(role, port):
 def configure(logfile=None, loglevel="info"):
     """Send log lines to `logfile` (or stderr) at `loglevel` and above."""
     if logfile:
-        handler = logging.FileHandler(logfile)
+        # Paths in messages may hold bytes that are not valid UTF-8.
+        handler = logging.FileHandler(logfile, errors="backslashreplace")
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))

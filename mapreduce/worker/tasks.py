@@ -65,8 +65,11 @@ class ProcessControl:
                 child = subprocess.Popen(args, start_new_session=True,
                                          **popen_args)
             except OSError as exc:
-                raise TaskError(f"cannot run {args[0]!r}: "
-                                f"{exc.strerror or exc}") from exc
+                reason = exc.strerror or str(exc)
+                if isinstance(exc, FileNotFoundError) and os.path.isfile(
+                        args[0]):
+                    reason += " (is the interpreter on its #! line missing?)"
+                raise TaskError(f"cannot run {args[0]!r}: {reason}") from exc
             self._children.add(child)
             return child
 
