@@ -116,6 +116,10 @@ class TaskFailed:
 
 _PORT_FIELDS = ("worker_port",)
 
+# The most reduce tasks (partitions) a job may have: every map task opens a
+# file per partition, and every process in the cluster agrees on this.
+MAX_PARTITIONS = 10000
+
 
 def to_wire(msg):
     """Return the JSON object for `msg`: message_type first, then fields."""

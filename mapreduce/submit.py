@@ -110,7 +110,7 @@ def _check_output(output, input_directory, executables):
 @click.option("--nmappers", "num_mappers", default=2, show_default=True,
               type=click.IntRange(min=1), help="Number of map tasks.")
 @click.option("--nreducers", "num_reducers", default=2, show_default=True,
-              type=click.IntRange(min=1, max=10000),
+              type=click.IntRange(min=1, max=protocol.MAX_PARTITIONS),
               help="Number of reduce tasks (output files).")
 @click.option("--shutdown", "-s", is_flag=True, default=False,
               help="Shut down the Manager and its Workers instead.")

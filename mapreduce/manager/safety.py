@@ -8,8 +8,7 @@ whose inputs and executables are missing, is rejected with a reason.
 import os
 
 from mapreduce.executables import locate
-
-MAX_REDUCERS = 10000
+from mapreduce.protocol import MAX_PARTITIONS
 
 
 def _contains(parent, child):
@@ -54,9 +53,9 @@ def job_problem(job, shared_dir):
     if job.num_mappers < 1:
         problems.append(f"num_mappers must be at least 1, not "
                         f"{job.num_mappers}")
-    if not 1 <= job.num_reducers <= MAX_REDUCERS:
+    if not 1 <= job.num_reducers <= MAX_PARTITIONS:
         problems.append(f"num_reducers must be between 1 and "
-                        f"{MAX_REDUCERS}, not {job.num_reducers}")
+                        f"{MAX_PARTITIONS}, not {job.num_reducers}")
     if not os.path.isdir(job.input_directory):
         problems.append(f"input directory {job.input_directory!r} is not a "
                         "directory")

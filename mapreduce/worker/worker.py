@@ -22,9 +22,6 @@ RETRY_INTERVAL = 1.0
 SEND_TIMEOUT = 5.0
 ACK_TIMEOUT = 10.0
 SEND_ATTEMPTS = 3
-# As many partitions as the Manager allows reducers (its MAX_REDUCERS): a
-# map task opens one file per partition.
-MAX_PARTITIONS = 10000
 
 
 def _kind(msg):
@@ -166,9 +163,10 @@ class Worker:
 
     def _on_map_task(self, msg):
         """Queue a map task in the pool, unless it cannot make sense."""
-        if not 1 <= msg.num_partitions <= MAX_PARTITIONS:
+        if not 1 <= msg.num_partitions <= protocol.MAX_PARTITIONS:
             self._refuse(msg, f"num_partitions must be between 1 and "
-                              f"{MAX_PARTITIONS}, not {msg.num_partitions}")
+                              f"{protocol.MAX_PARTITIONS}, not "
+                              f"{msg.num_partitions}")
             return
         self._start_task(msg, run_map_task, msg.task_id, msg.input_paths,
                          msg.executable, msg.output_directory,
