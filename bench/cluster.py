@@ -13,6 +13,7 @@ import sys
 import time
 
 from mapreduce import protocol
+from tests.util import free_port
 
 BIN = os.path.dirname(sys.executable)
 POLL = 0.001
@@ -23,20 +24,6 @@ def command(name):
     """Return the path of console script `name` next to this Python."""
     path = os.path.join(BIN, name)
     return path if os.path.exists(path) else name
-
-
-def free_port():
-    """Return a port free for both TCP and UDP on the loopback."""
-    while True:
-        with socket.socket() as tcp:
-            tcp.bind(("localhost", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("localhost", port))
-                except OSError:
-                    continue
-            return port
 
 
 def wait_until(condition, timeout, what):

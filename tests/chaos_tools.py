@@ -345,6 +345,35 @@ def make_inputs(directory, count, seed, lines=12):
 
 # Chaos.
 
+class Started:
+    """A run used as a context manager: `start()` on entry, `stop()` after.
+
+    Subclasses provide `start` and `stop`; `stop` must be safe to call
+    after a `start` that failed half-way.
+    """
+
+    def start(self):
+        """Start what the run needs."""
+        raise NotImplementedError
+
+    def stop(self):
+        """Stop everything the run started."""
+        raise NotImplementedError
+
+    def __enter__(self):
+        """Start; stop again if starting fails half-way."""
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info):
+        """Stop everything."""
+        self.stop()
+
+
 @dataclasses.dataclass
 class ChaosFigures:
     """What a chaos run did and found."""
@@ -394,7 +423,7 @@ class ChaosSettings:
     worker_tmp: typing.Optional[pathlib.Path] = None
 
 
-class ChaosRun:
+class ChaosRun(Started):
     """A Manager in this process, Worker processes, and a killer.
 
     Each round submits one job of many small files and kills Workers with
@@ -422,19 +451,6 @@ class ChaosRun:
         self.processes = {}
         self._started = None
         self._stopped = False
-
-    def __enter__(self):
-        """Start; stop again if starting fails half-way."""
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc_info):
-        """Stop everything."""
-        self.stop()
 
     def start(self):
         """Start the Manager and the Workers; wait until all registered."""
@@ -622,7 +638,7 @@ class LoadFigures:
                 f"{self.idle_seconds:.1f}s")
 
 
-class LoadRun:
+class LoadRun(Started):
     """A `mapreduce-manager` process, many Workers in threads, many jobs.
 
     Use it as a context manager: it starts on entry and stops on exit.
@@ -642,19 +658,6 @@ class LoadRun:
         self.manager = None
         self.workers = []
         self.figures = LoadFigures(workers=workers, jobs=jobs)
-
-    def __enter__(self):
-        """Start; stop again if starting fails half-way."""
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc_info):
-        """Stop everything."""
-        self.stop()
 
     def manager_lines(self):
         """Return the lines of the Manager's log file so far."""
