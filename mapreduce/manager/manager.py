@@ -75,10 +75,9 @@ class Manager:
         try:
             tcp = MessageServer(self.reactor, host, port, self._on_message)
             self.port = tcp.port
-            # The server was made before the port (maybe 0) was known:
-            # from now on it logs as this Manager too.
-            self.log = self.reactor.log = tcp.log = get_logger(
-                "Manager", self.port)
+            # Now the port is known (it may have been 0): name the log by
+            # it; the servers log through the reactor's logger too.
+            self.log = self.reactor.log = get_logger("Manager", self.port)
             udp = DatagramServer(self.reactor, host, self.port,
                                  self._on_datagram)
             self.log.info("Listening on %s:%s, shared directory %s",

@@ -92,7 +92,6 @@ class MessageServer:
                  max_connections=MAX_CONNECTIONS):
         """Listen on `host:port` (port 0 picks a free one)."""
         self.reactor = reactor
-        self.log = reactor.log
         self.on_message = on_message
         self.max_size = max_size
         self.read_timeout = read_timeout
@@ -106,6 +105,11 @@ class MessageServer:
     def port(self):
         """Return the port this server listens on."""
         return self.address[1]
+
+    @property
+    def log(self):
+        """Return the logger of the process this server belongs to."""
+        return self.reactor.log
 
     def close(self):
         """Stop listening and drop every connection still open."""
@@ -192,7 +196,6 @@ class DatagramServer:
     def __init__(self, reactor, host, port, on_message):
         """Bind `host:port` (port 0 picks a free one)."""
         self.reactor = reactor
-        self.log = reactor.log
         self.on_message = on_message
         self._sock = _bound_socket(socket.SOCK_DGRAM, host, port)
         self.address = self._sock.getsockname()
@@ -202,6 +205,11 @@ class DatagramServer:
     def port(self):
         """Return the port this server is bound to."""
         return self.address[1]
+
+    @property
+    def log(self):
+        """Return the logger of the process this server belongs to."""
+        return self.reactor.log
 
     def close(self):
         """Stop receiving."""

@@ -69,10 +69,9 @@ class Worker:
         try:
             server = MessageServer(self.reactor, host, port, self._on_message)
             self.port = server.port
-            # The server was made before the port (maybe 0) was known:
-            # from now on it logs as this Worker too.
-            self.log = self.reactor.log = server.log = get_logger(
-                "Worker", self.port)
+            # Now the port is known (it may have been 0): name the log by
+            # it; the server logs through the reactor's logger too.
+            self.log = self.reactor.log = get_logger("Worker", self.port)
             self.log.info("Listening on %s:%s, Manager at %s:%s", host,
                           self.port, self.manager_host, self.manager_port)
             self._register()
