@@ -217,6 +217,37 @@ def test_map_word_count_partitions(tmp_path, local_tmp, out, num_partitions):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "tmp"]
 
 
+@pytest.mark.parametrize("shape", ["one-line-per-key", "many-per-key",
+                                   "long-lines"])
+def test_map_partitions_survive_a_small_cache(tmp_path, out, monkeypatch,
+                                              shape):
+    """With a tiny cache and trial, every line still lands by its key's md5.
+
+    The cache is emptied over and over, keys are given up (one line per
+    key, as in word count) or kept (many lines per key), and lines too
+    long to cache go by their keys: none of it may change a partition.
+    """
+    monkeypatch.setattr(tasks, "KEY_CACHE_LIMIT", 16)
+    monkeypatch.setattr(tasks, "KEY_TRIAL", 8)
+    monkeypatch.setattr(tasks, "CACHE_LINE_LIMIT", 12)
+    monkeypatch.setattr(tasks, "READ_BLOCK", 64)
+    rng = random.Random(shape)
+    words = [b"w%d" % n for n in range(60)]
+    if shape == "one-line-per-key":
+        lines = [rng.choice(words) + b"\t1" for _ in range(2000)]
+    elif shape == "many-per-key":
+        lines = [rng.choice(words) + b"\tdoc%d" % rng.randrange(500)
+                 for _ in range(2000)]
+    else:
+        lines = [rng.choice(words) + b"\t" + b"x" * rng.randrange(30)
+                 for _ in range(2000)]
+    data = b"".join(line + b"\n" for line in lines)
+    inputs = write_inputs(tmp_path / "input", [data])
+    names = run_map_task(0, inputs, CAT, str(out), 3)
+    for name, expected in zip(names, expected_partitions([data], 3)):
+        assert file_lines(out / name) == expected
+
+
 @pytest.mark.parametrize("num_partitions", [1, 3, 7])
 def test_map_handles_awkward_bytes(tmp_path, local_tmp, out, num_partitions):
     """Non-UTF-8, no TAB, several TABs, CRLF, no last newline, empty."""

@@ -29,6 +29,7 @@ MERGE_BLOCK_MIN = 1 << 12
 KEY_CACHE_LIMIT = 1 << 16
 KEY_CACHE_BYTES = 2 << 20
 CACHE_LINE_LIMIT = 256
+KEY_TRIAL = 4096
 STDERR_TAIL = 2048
 SORT_PARALLELISM = 4
 
@@ -189,15 +190,26 @@ class _PartitionCache(dict):
     """Partitions already computed, by line or key, and their bytes.
 
     Emptied when it holds KEY_CACHE_LIMIT entries or KEY_CACHE_BYTES
-    bytes of lines and keys.
+    bytes of lines and keys. Keys are kept as well as lines only while
+    that pays: when a line is new, is its key known from another line?
+    In word count never (each key has one line), and keeping the keys
+    would halve the room for lines.
     """
 
-    __slots__ = ("size",)
+    __slots__ = ("size", "key_lookups", "key_hits")
 
     def __init__(self):
         """Start empty."""
         super().__init__()
         self.size = 0
+        self.key_lookups = 0
+        self.key_hits = 0
+
+    @property
+    def keeps_keys(self):
+        """Tell whether keys have been found often enough to keep them."""
+        return (self.key_lookups < KEY_TRIAL
+                or self.key_hits * 10 >= self.key_lookups)
 
 
 def _line_blocks(stream, size=READ_BLOCK):
@@ -231,33 +243,45 @@ def _fill_misses(lines, parts, cache, num_partitions):
     """Compute the partitions missing (None) in `parts`; cache them.
 
     The cache maps a line, and a key, to the partition of its key (a key
-    is its own key, so one dict serves both).
+    is its own key, so one dict serves both). Keys are looked up and kept
+    while the cache says they pay, and always for lines too long to keep.
     """
+    keep_keys = cache.keeps_keys
+    lookups = hits = 0
     index = -1
     try:
         while True:
             index = parts.index(None, index + 1)
             line = lines[index]
-            part = cache.get(line)
+            part = cache.get(line)  # The same line earlier in the block.
             if part is None:
                 if (len(cache) >= KEY_CACHE_LIMIT
                         or cache.size >= KEY_CACHE_BYTES):
                     cache.clear()
                     cache.size = 0
                 key = line.split(b"\t", 1)[0]
-                part = cache.get(key)
+                short = len(line) <= CACHE_LINE_LIMIT
+                by_key = keep_keys or not short
+                if by_key:
+                    lookups += 1
+                    part = cache.get(key)
                 if part is None:
                     # Equal to int(md5(key).hexdigest(), 16).
                     part = (int.from_bytes(hashlib.md5(key).digest(), "big")
                             % num_partitions)
-                    cache[key] = part
-                    cache.size += len(key)
-                if len(line) <= CACHE_LINE_LIMIT:
+                    if by_key:
+                        cache[key] = part
+                        cache.size += len(key)
+                else:
+                    hits += 1
+                if short:
                     cache[line] = part
                     cache.size += len(line)
             parts[index] = part
     except ValueError:
         pass  # No more misses in this block.
+    cache.key_lookups += lookups
+    cache.key_hits += hits
 
 
 def _write_partitioned(lines, parts, outputs):
