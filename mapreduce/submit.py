@@ -7,6 +7,7 @@ import click
 
 from mapreduce import protocol
 from mapreduce.executables import locate
+from mapreduce.manager.safety import output_problem
 from mapreduce.reactor.net import encode_json
 
 CONNECT_TIMEOUT = 10.0
@@ -65,30 +66,17 @@ def _check_executable(path, role):
     return os.path.abspath(path)
 
 
-def _check_output(output, input_directory, executables):
-    """Fail if the output directory is a place a job must not replace."""
-    real = os.path.realpath(output)
-    if os.path.lexists(output) and (os.path.islink(output)
-                                    or not os.path.isdir(output)):
-        raise click.ClickException(f"output directory {output!r} exists "
-                                   "and is not a directory")
-    forbidden = {
-        os.path.realpath(os.sep): "the file-system root",
-        os.path.realpath(os.path.expanduser("~")): "your home directory",
-    }
-    for path, what in forbidden.items():
-        if real == path:
-            raise click.ClickException(
-                f"output directory {output!r} is {what}")
-    inside = [(os.getcwd(), "the current directory"),
-              (input_directory, "the input directory")]
-    inside += [(path, "an executable") for path in executables]
-    for path, what in inside:
-        path = os.path.realpath(path)
-        if path == real or path.startswith(real.rstrip(os.sep) + os.sep):
-            raise click.ClickException(
-                f"output directory {output!r} contains {what}, which the "
-                "job would delete")
+def _check_output(output, input_directory, mapper, reducer):
+    """Fail if the output directory is a place a job must not replace.
+
+    The same rules as the Manager's, which checks again before it deletes.
+    """
+    problem = output_problem(output, input_directory,
+                             [("the mapper", mapper),
+                              ("the reducer", reducer)],
+                             cwd_label="the current directory")
+    if problem:
+        raise click.ClickException(problem)
 
 
 @click.command(cls=OneLineErrors,
@@ -129,7 +117,7 @@ def main(host, port, input_directory, output_directory, mapper, reducer,
     shown_mapper, shown_reducer = mapper, reducer
     mapper = _check_executable(mapper, "mapper")
     reducer = _check_executable(reducer, "reducer")
-    _check_output(output_directory, input_directory, (mapper, reducer))
+    _check_output(output_directory, input_directory, mapper, reducer)
     job = protocol.NewManagerJob(
         input_directory=os.path.abspath(input_directory),
         output_directory=os.path.abspath(output_directory),

@@ -201,7 +201,7 @@ class Manager:
         first: each would move a part file into an output directory that
         the next job may be about to create again.
         """
-        if self._leftover_reducers():
+        if self.job is not None or self._leftover_reducers():
             return
         while self.job is None and self.jobs:
             job = self.jobs.popleft()

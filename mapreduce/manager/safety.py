@@ -61,25 +61,34 @@ def job_problem(job, shared_dir):
                         "directory")
     problems.append(_executable_problem("mapper", job.mapper_executable))
     problems.append(_executable_problem("reducer", job.reducer_executable))
-    problems.append(output_problem(job, shared_dir))
+    problems.append(output_problem(
+        job.output_directory, job.input_directory,
+        [("the mapper", locate(job.mapper_executable)
+          or job.mapper_executable),
+         ("the reducer", locate(job.reducer_executable)
+          or job.reducer_executable)],
+        shared_dir))
     return next((problem for problem in problems if problem), None)
 
 
-def output_problem(job, shared_dir):
-    """Return why the job's output directory must not be replaced, or None.
+def output_problem(output, input_directory, executables, shared_dir=None,
+                   cwd_label="the Manager's working directory"):
+    """Return why `output` must not be replaced by a job's output, or None.
 
-    Refused: the root, the home directory, the Manager's working directory
-    or an ancestor of it, the input directory or an ancestor of it, the
-    shared directory, an ancestor of it or anything inside it, a directory
-    that holds one of the executables, and a path that exists but is not a
-    plain directory (a file or a symbolic link).
+    Refused: the root, the home directory, the working directory (named
+    `cwd_label`) or an ancestor of it, the input directory or an ancestor
+    of it, a directory that holds one of the `executables` (pairs of a
+    label and a path), the shared directory (if given), an ancestor of it
+    or anything inside it, and a path that exists but is not a plain
+    directory (a file or a symbolic link).
     """
-    return next(_output_problems(job, shared_dir), None)
+    return next(_output_problems(output, input_directory, executables,
+                                 shared_dir, cwd_label), None)
 
 
-def _output_problems(job, shared_dir):
-    """Yield every reason not to replace the job's output directory."""
-    output = job.output_directory
+def _output_problems(output, input_directory, executables, shared_dir,
+                     cwd_label):
+    """Yield every reason not to replace the output directory."""
     if not output:
         yield "the output directory is empty"
         return
@@ -88,20 +97,20 @@ def _output_problems(job, shared_dir):
         yield f"output directory {output!r} exists and is not a directory"
     real = os.path.realpath(output)
     guarded = [
-        ("the file-system root", os.path.realpath(os.sep)),
-        ("the home directory", os.path.realpath(os.path.expanduser("~"))),
-        ("the Manager's working directory", os.path.realpath(os.getcwd())),
-        ("the input directory", os.path.realpath(job.input_directory)),
-        ("the shared directory", os.path.realpath(shared_dir)),
-        ("the mapper", os.path.realpath(locate(job.mapper_executable)
-                                        or job.mapper_executable)),
-        ("the reducer", os.path.realpath(locate(job.reducer_executable)
-                                         or job.reducer_executable)),
+        ("the file-system root", os.sep),
+        ("the home directory", os.path.expanduser("~")),
+        (cwd_label, os.getcwd()),
+        ("the input directory", input_directory),
+        *executables,
     ]
+    if shared_dir is not None:
+        guarded.append(("the shared directory", shared_dir))
     for what, path in guarded:
+        path = os.path.realpath(path)
         if real == path:
             yield f"output directory {output!r} is {what}"
         elif _contains(real, path):
             yield f"output directory {output!r} contains {what}"
-    if _contains(os.path.realpath(shared_dir), real):
+    if shared_dir is not None and _contains(os.path.realpath(shared_dir),
+                                            real):
         yield f"output directory {output!r} is inside the shared directory"
