@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 
@@ -282,3 +283,30 @@ def parse_html(text):
     builder.feed(text)
     builder.close()
     return builder.root
+
+
+def main(arguments):
+    """Save a screenshot of a page: `python -m tests.browser URL PNG`.
+
+    For looking at a live dashboard, e.g. a Manager's during a real job.
+    """
+    if len(arguments) != 2:
+        print("usage: python -m tests.browser URL SCREENSHOT.png",
+              file=sys.stderr)
+        return 2
+    executable = find_chromium()
+    if executable is None:
+        print("chromium not found", file=sys.stderr)
+        return 1
+    url, screenshot = arguments
+    with tempfile.TemporaryDirectory() as scratch:
+        page = parse_html(Chromium(executable, scratch).load(
+            url, window=(1400, 1400), screenshot=os.path.abspath(screenshot)))
+    body = page.find_all("body")
+    state = body[0].attrs.get("data-state", "?") if body else "?"
+    print(f"saved {screenshot}; page state: {state}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

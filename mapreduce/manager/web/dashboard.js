@@ -421,11 +421,11 @@
     const steps = [0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600,
       900, 1800, 3600, 7200, 14400, 28800, 86400];
     for (const step of steps) {
-      if (span / step <= 10) {
+      if (span / step <= 8) {
         return step;
       }
     }
-    return span / 10;
+    return span / 8;
   }
 
   function timelineRows(job, attempts) {
