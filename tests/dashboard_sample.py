@@ -19,8 +19,9 @@ HOSTILE_STDERR = ('Traceback (most recent call last):\n'
                   'pwned=3"> & <b>bold</b>\n')
 HOSTILE_REASON = ('mapper failed 3 times: <iframe src="javascript:'
                   'document.body.dataset.pwned=4"></iframe>')
+HOSTILE_HOST = 'evil"><img src=x onerror="document.body.dataset.pwned=5">'
 HOSTILE_STRINGS = (HOSTILE_PATH, HOSTILE_EXECUTABLE, HOSTILE_STDERR.strip(),
-                   HOSTILE_REASON)
+                   HOSTILE_REASON, HOSTILE_HOST)
 
 RUNNING_JOB = 7
 FAILED_JOB = 6
@@ -188,7 +189,7 @@ class SampleSource:
                 worker(6004, "ready", registered_at=at - 10,
                        last_heartbeat_age=1.9),
                 worker(6005, "joining", registered_at=at - 0.5,
-                       last_heartbeat_age=0.3),
+                       last_heartbeat_age=0.3, host=HOSTILE_HOST),
             ],
             "running": jobs[RUNNING_JOB],
             "queue": [jobs[8], jobs[9]],

@@ -15,14 +15,15 @@ import pytest
 from mapreduce.manager.dashboard import route
 from tests.browser import StandInServer, chromium_or_skip, parse_html
 from tests.dashboard_sample import (FAILED_ATTEMPTS, FAILED_JOB,
-                                    HOSTILE_STRINGS, RUNNING_ATTEMPTS,
-                                    RUNNING_JOB, UNKNOWN_JOB, SampleSource)
+                                    HOSTILE_HOST, HOSTILE_STRINGS,
+                                    RUNNING_ATTEMPTS, RUNNING_JOB,
+                                    UNKNOWN_JOB, SampleSource)
 
 SCREENSHOT = (pathlib.Path(__file__).resolve().parent.parent / "var" /
               "dashboard.png")
 BAR_CLASSES = {"bar-map", "bar-reduce", "bar-failed", "bar-taken-back"}
 WORKERS = ["localhost:6001", "localhost:6002", "localhost:6003",
-           "localhost:6004", "localhost:6005"]
+           "localhost:6004", f"{HOSTILE_HOST}:6005"]
 WORKER_STATES = ["busy", "busy", "dead", "ready", "joining"]
 
 

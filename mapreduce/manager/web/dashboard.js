@@ -275,7 +275,7 @@
     });
     target.replaceChildren(table(
       ["Worker", "State", "Current task", "Last heartbeat", "Tasks done"],
-      rows));
+      rows, "grid workers-table"));
   }
 
   function jobFacts(job) {
@@ -516,6 +516,7 @@
       const row = el("div", "tl-row");
       row.dataset.worker = name;
       const label = append(el("div", "tl-label"), el("code", null, name));
+      label.title = name;
       if (state === "dead") {
         append(label, " ", badge("state", "dead", WORKER_STATES.dead));
       }
