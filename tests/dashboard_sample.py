@@ -200,3 +200,24 @@ class SampleSource:
         """Return the /api/jobs/<job_id> answer, or None if unknown."""
         self.calls.append(("job", job_id))
         return self.details.get(job_id)
+
+
+class EmptySource:
+    """A Manager that has just started: no Worker, no job."""
+
+    def __init__(self):
+        """Start the Manager's clock now, with no job known."""
+        self.start = time.time()
+        self.jobs = {}
+
+    def status(self):
+        """Return the /api/status answer of an idle, empty cluster."""
+        return {"manager": {"host": "localhost", "port": 6000,
+                            "shared_dir": "/tmp/mapreduce-shared-empty",
+                            "web_port": None, "started_at": self.start,
+                            "now": time.time()},
+                "workers": [], "running": None, "queue": [], "recent": []}
+
+    def job(self, job_id):
+        """Return the /api/jobs/<job_id> answer: None, no job is known."""
+        return self.jobs.get(job_id)

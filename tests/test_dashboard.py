@@ -98,6 +98,21 @@ def test_malformed_job_id_is_400_json(source, job_id):
     assert not source.calls
 
 
+@pytest.mark.parametrize("bad_value", [float("nan"), float("inf"), object(),
+                                       {1, 2}, b"bytes"])
+def test_data_that_is_not_json_is_a_logged_500(source, caplog, bad_value):
+    """Status data JSON cannot carry is a clear 500, logged, not a crash."""
+    source.summaries[RUNNING_JOB]["elapsed"] = bad_value
+    source.details[RUNNING_JOB]["elapsed"] = bad_value
+    for path in ("/api/status", f"/api/jobs/{RUNNING_JOB}"):
+        caplog.clear()
+        status, body = json_answer(path, source)
+        assert status == 500
+        assert body["error"].startswith("cannot encode the answer as JSON")
+        assert [record.levelname for record in caplog.records] == ["ERROR"]
+        assert path in caplog.records[0].getMessage()
+
+
 def test_job_id_with_leading_zeros_is_the_number(source):
     """/api/jobs/007 is job 7."""
     status, body = json_answer("/api/jobs/007", source)

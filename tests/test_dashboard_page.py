@@ -17,7 +17,7 @@ from tests.browser import StandInServer, chromium_or_skip, parse_html
 from tests.dashboard_sample import (FAILED_ATTEMPTS, FAILED_JOB,
                                     HOSTILE_HOST, HOSTILE_STRINGS,
                                     RUNNING_ATTEMPTS, RUNNING_JOB,
-                                    UNKNOWN_JOB, SampleSource)
+                                    UNKNOWN_JOB, EmptySource, SampleSource)
 
 SCREENSHOT = (pathlib.Path(__file__).resolve().parent.parent / "var" /
               "dashboard.png")
@@ -144,6 +144,31 @@ def test_unknown_selected_job(browser, source):
     page = load(browser, source, f"#job={UNKNOWN_JOB}", budget_ms=2000)
     assert f"does not know job {UNKNOWN_JOB}" in page.find(id="job").text()
     assert not page.find_all(cls="bar")
+
+
+def test_queued_job_selected(browser, source):
+    """A queued job shows its facts and that no task has started."""
+    page = load(browser, source, "#job=8", budget_ms=2000)
+    job = page.find(id="job")
+    assert "no task has started yet" in job.text()
+    assert not job.find_all(cls="bar")
+    assert not job.find_all(cls="progress")
+    assert source.summaries[8]["input_directory"] in job.text()
+
+
+def test_empty_cluster(browser):
+    """A Manager without Workers or jobs says so in every section."""
+    page = load(browser, EmptySource(), budget_ms=2000)
+    assert page.find("body").attrs["data-state"] == "live"
+    texts = {section: page.find(id=section).text()
+             for section in ("running", "workers", "job", "queue", "recent")}
+    assert texts == {
+        "running": "No job is running.",
+        "workers": "No Worker has registered yet. Start one with "
+                   "mapreduce-worker.",
+        "job": "No job yet: submit one with mapreduce-submit.",
+        "queue": "No job is waiting.",
+        "recent": "No job has ended yet."}
 
 
 @pytest.mark.parametrize("fragment", ["", f"#job={FAILED_JOB}"])

@@ -16,7 +16,10 @@ import functools
 import http
 import importlib.resources
 import json
+import logging
 import re
+
+LOG = logging.getLogger(__name__)
 
 WEB_DIRECTORY = "web"
 
@@ -48,7 +51,22 @@ def static_file(name):
 
 def json_body(value):
     """Encode `value` as the compact UTF-8 JSON the API answers with."""
-    return json.dumps(value, separators=(",", ":")).encode("utf-8")
+    return json.dumps(value, separators=(",", ":"),
+                      allow_nan=False).encode("utf-8")
+
+
+def json_answer(path, value):
+    """Answer 200 with `value` as JSON; 500 if it is not valid JSON data.
+
+    Data the page could not parse (NaN, infinity, objects JSON does not
+    know) is a bug on the Manager's side: it is logged, and the page gets
+    a clear error instead of a broken document.
+    """
+    try:
+        return 200, JSON_TYPE, json_body(value)
+    except (TypeError, ValueError) as exc:
+        LOG.error("Dashboard: cannot answer %s as JSON: %s", path, exc)
+        return error(500, path, f"cannot encode the answer as JSON: {exc}")
 
 
 def error(status, path, message):
@@ -70,7 +88,7 @@ def answer_get(path, source):
         name, content_type = STATIC_FILES[path]
         return 200, content_type, static_file(name)
     if path == STATUS_PATH:
-        return 200, JSON_TYPE, json_body(source.status())
+        return json_answer(path, source.status())
     if path.startswith(JOB_PREFIX):
         text = path[len(JOB_PREFIX):]
         if not JOB_ID_PATTERN.fullmatch(text):
@@ -78,7 +96,7 @@ def answer_get(path, source):
         job = source.job(int(text))
         if job is None:
             return error(404, path, f"no job {int(text)} is known")
-        return 200, JSON_TYPE, json_body(job)
+        return json_answer(path, job)
     return error(404, path, "no such page")
 
 
