@@ -78,8 +78,8 @@
       if (child === null || child === undefined) {
         continue;
       }
-      parent.appendChild(typeof child === "string" ?
-        document.createTextNode(child) : child);
+      parent.appendChild(child instanceof Node ? child :
+        document.createTextNode(String(child)));
     }
     return parent;
   }
@@ -142,10 +142,11 @@
     return typeof value === "number" && Number.isFinite(value);
   }
 
-  function duration(seconds) {
-    if (!isNumber(seconds)) {
+  function duration(value) {
+    if (!isNumber(value)) {
       return "\u2013";
     }
+    const seconds = Math.max(0, value);
     if (seconds < 10) {
       return seconds.toFixed(1) + " s";
     }
@@ -154,7 +155,7 @@
     }
     const minutes = Math.floor(seconds / 60);
     if (minutes < 60) {
-      return minutes + " min " + Math.round(seconds - minutes * 60) + " s";
+      return minutes + " min " + Math.floor(seconds - minutes * 60) + " s";
     }
     const hours = Math.floor(minutes / 60);
     return hours + " h " + (minutes - hours * 60) + " min";
