@@ -6,8 +6,10 @@
   fresh profile directory and its own process group, removed and killed
   afterwards. It takes any URL, so it can be pointed at a real Manager.
 - `chromium_or_skip()` finds the browser; where it is missing the test is
-  skipped with one line, unless `MAPREDUCE_REQUIRE_CHROMIUM` is set (CI
-  installs chromium and sets it, so there a missing browser fails).
+  skipped, unless `MAPREDUCE_REQUIRE_CHROMIUM` is set (CI installs
+  chromium and sets it, so there a missing browser fails).
+  `skip_without_chromium(whole_module=True)` at the top of a test module
+  does the same for all its tests, in one line.
 - `StandInServer` is a small stdlib HTTP server in a thread that answers
   every request through `handler(method, path)`, the same handler shape
   as the reactor's HTTP listener.
@@ -52,16 +54,26 @@ def find_chromium():
     return None
 
 
-def chromium_or_skip(scratch):
-    """Return a `Chromium` keeping its profiles in `scratch`, or skip."""
+def skip_without_chromium(whole_module=False):
+    """Skip the test (or the whole module, in one line) without chromium.
+
+    Where `MAPREDUCE_REQUIRE_CHROMIUM` is set, a missing chromium fails
+    instead. Returns the path of the executable.
+    """
     executable = find_chromium()
     if executable is None:
         message = ("chromium not found: install it (apt-get install "
                    "chromium) to run the browser tests")
         if os.environ.get(REQUIRE_VARIABLE):
-            pytest.fail(f"{message}; {REQUIRE_VARIABLE} is set")
-        pytest.skip(message)
-    return Chromium(executable, scratch)
+            pytest.fail(f"{message}; {REQUIRE_VARIABLE} is set",
+                        pytrace=False)
+        pytest.skip(message, allow_module_level=whole_module)
+    return executable
+
+
+def chromium_or_skip(scratch):
+    """Return a `Chromium` keeping its profiles in `scratch`, or skip."""
+    return Chromium(skip_without_chromium(), scratch)
 
 
 class Chromium:

@@ -13,11 +13,14 @@ import re
 import pytest
 
 from mapreduce.manager.dashboard import route
-from tests.browser import StandInServer, chromium_or_skip, parse_html
+from tests.browser import (StandInServer, chromium_or_skip, parse_html,
+                           skip_without_chromium)
 from tests.dashboard_sample import (FAILED_ATTEMPTS, FAILED_JOB,
                                     HOSTILE_HOST, HOSTILE_STRINGS,
                                     RUNNING_ATTEMPTS, RUNNING_JOB,
                                     UNKNOWN_JOB, EmptySource, SampleSource)
+
+skip_without_chromium(whole_module=True)
 
 SCREENSHOT = (pathlib.Path(__file__).resolve().parent.parent / "var" /
               "dashboard.png")
