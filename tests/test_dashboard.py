@@ -54,6 +54,14 @@ def test_page_and_static_files(source, path, name, content_type):
     assert not source.calls, "static files must not ask the Manager"
 
 
+def test_handler_for_the_http_listener(source):
+    """handler_for(source) answers (method, path) like route()."""
+    handler = dashboard.handler_for(source)
+    assert handler("GET", "/") == route("GET", "/", source)
+    assert handler("GET", "/api/jobs/6")[0] == 200
+    assert handler("DELETE", "/api/status")[0] == 405
+
+
 def test_web_directory_holds_exactly_the_served_files():
     """Every file in web/ is served, and nothing else is there."""
     served = {name for name, _ in dashboard.STATIC_FILES.values()}

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from mapreduce.manager.dashboard import route
+from mapreduce.manager.dashboard import handler_for, route
 from tests.browser import (StandInServer, chromium_or_skip, parse_html,
                            skip_without_chromium)
 from tests.dashboard_sample import (FAILED_ATTEMPTS, FAILED_JOB,
@@ -44,8 +44,7 @@ def fixture_source():
 
 def load(browser, source, fragment="", **options):
     """Serve the dashboard for `source`, load it, return the parsed DOM."""
-    with StandInServer(lambda method, path:
-                       route(method, path, source)) as server:
+    with StandInServer(handler_for(source)) as server:
         dom = browser.load(server.url + fragment, **options)
     return parse_html(dom)
 

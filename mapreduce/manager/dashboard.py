@@ -10,6 +10,8 @@ the reactor's), no state (that is the Manager's). `source` gives the data:
 
 Only the files named in `STATIC_FILES` are ever served, read from this
 package's `web/` directory, so no request path can reach any other file.
+`handler_for(source)` gives the `handler(method, path)` that the
+reactor's HTTP listener calls.
 """
 
 import functools
@@ -115,3 +117,21 @@ def route(method, target, source):
     if method == "HEAD":
         body = b""
     return status, content_type, body
+
+
+def handler_for(source):
+    """Return `handler(method, path)` answering from `source`.
+
+    This is the handler shape of the reactor's HTTP listener. The page's
+    files are read here, once, so that a broken installation shows when
+    the Manager starts, not at the first request, and the loop never
+    waits for the disk afterwards.
+    """
+    for name, _ in STATIC_FILES.values():
+        static_file(name)
+
+    def handler(method, target):
+        """Answer one request of the dashboard."""
+        return route(method, target, source)
+
+    return handler
