@@ -189,7 +189,8 @@ class StandInServer:
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Connection", "close")
                 self.end_headers()
-                self.wfile.write(body)
+                if self.command != "HEAD":
+                    self.wfile.write(body)
 
             def log_message(self, *args):
                 """Keep the test output clean: requests are in `requests`."""

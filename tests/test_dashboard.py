@@ -171,10 +171,13 @@ def test_other_methods_are_405(source, method, path):
 @pytest.mark.parametrize("path", ["/", "/dashboard.css", "/api/status",
                                   "/api/jobs/7", "/api/jobs/99",
                                   "/api/jobs/x", "/nothing"])
-def test_head_is_get_without_a_body(source, path):
-    """HEAD answers GET's status and content type, with no body."""
-    get_status, get_type, _ = get(path, SampleSource())
-    assert get(path, source, "HEAD") == (get_status, get_type, b"")
+def test_head_is_answered_like_get(source, path):
+    """HEAD gets GET's answer (the listener leaves out the body)."""
+    head = get(path, source, "HEAD")
+    answer = get(path, source)
+    if path == "/api/status":  # the snapshot's clock moves on
+        head, answer = head[:2], answer[:2]
+    assert head == answer
 
 
 class LinkCollector(html.parser.HTMLParser):

@@ -106,17 +106,14 @@ def route(method, target, source):
     """Answer one HTTP request: return `(status, content_type, body)`.
 
     `method` is the request's method, `target` its path as sent (a query
-    string is ignored). GET and HEAD are answered, HEAD with the status
-    and content type of a GET but an empty body; any other method gets
-    405. JSON answers have the content type `application/json`.
+    string is ignored). GET and HEAD get the same answer (the listener
+    sends no body for HEAD, but the length of this one); any other method
+    gets 405. JSON answers have the content type `application/json`.
     """
     path = request_path(target)
     if method not in ALLOWED_METHODS:
         return error(405, path, "only GET and HEAD are allowed")
-    status, content_type, body = answer_get(path, source)
-    if method == "HEAD":
-        body = b""
-    return status, content_type, body
+    return answer_get(path, source)
 
 
 def handler_for(source):
