@@ -3,6 +3,10 @@
 Each message type is a frozen dataclass whose fields are the message's keys,
 in wire order. `to_wire` turns a message into the JSON object to send and
 `from_wire` checks a received JSON object and turns it back into a message.
+
+A field with a default is an *extension*: optional when received, and sent
+only when its value differs from the default, so that a message of the
+specification goes out with exactly the specification's keys.
 """
 
 import dataclasses
@@ -31,6 +35,9 @@ def message(type_name):
         hints = typing.get_type_hints(cls)
         cls.wire_fields = tuple((field.name, hints[field.name])
                                 for field in dataclasses.fields(cls))
+        cls.defaults = {
+            field.name: field.default for field in dataclasses.fields(cls)
+            if field.default is not dataclasses.MISSING}
         MESSAGE_TYPES[type_name] = cls
         return cls
     return register
@@ -72,6 +79,8 @@ class NewManagerJob:
     reducer_executable: str
     num_mappers: int
     num_reducers: int
+    # Extension: ask for a `job_accepted` reply on the same connection.
+    acknowledge: bool = False
 
 
 @message("new_map_task")
@@ -114,7 +123,60 @@ class TaskFailed:
     error: str
 
 
+# Extensions a client asks for; each is answered on its own connection.
+
+@message("job_accepted")
+class JobAccepted:
+    """Extension: the Manager has queued a job under this id."""
+
+    job_id: int
+
+
+@message("request_refused")
+class RequestRefused:
+    """Extension: the Manager cannot answer a request, and says why."""
+
+    error: str
+
+
+@message("status_request")
+class StatusRequest:
+    """Extension: ask the Manager for its status snapshot."""
+
+
+@message("status_reply")
+class StatusReply:
+    """Extension: the Manager's status snapshot (see the README)."""
+
+    status: dict
+
+
+@message("job_request")
+class JobRequest:
+    """Extension: ask for a job's state once it is newer than `after`.
+
+    The Manager answers at once when the job's version is above `after`
+    (or the job has ended), else when it changes, after a few seconds, or
+    when the Manager shuts down.
+    """
+
+    job_id: int
+    after: int = -1
+
+
+@message("job_reply")
+class JobReply:
+    """Extension: one job's summary and the version it has reached."""
+
+    version: int
+    job: dict
+
+
 _PORT_FIELDS = ("worker_port",)
+
+# How a Worker's `task_failed` error carries the failing executable's
+# stderr: the tail follows this marker, at the end of the error text.
+STDERR_MARKER = "; stderr: "
 
 # The most reduce tasks (partitions) a job may have: every map task opens a
 # file per partition, and every process in the cluster agrees on this.
@@ -122,11 +184,22 @@ MAX_PARTITIONS = 10000
 
 
 def to_wire(msg):
-    """Return the JSON object for `msg`: message_type first, then fields."""
+    """Return the JSON object for `msg`: message_type first, then fields.
+
+    Extension fields still at their default are left out.
+    """
     obj = {"message_type": msg.message_type}
     for name, _ in msg.wire_fields:
-        obj[name] = getattr(msg, name)
+        value = getattr(msg, name)
+        if name not in msg.defaults or value != msg.defaults[name]:
+            obj[name] = value
     return obj
+
+
+def stderr_tail(error):
+    """Return the stderr tail a `task_failed` error ends with, or None."""
+    _, marker, tail = error.partition(STDERR_MARKER)
+    return tail if marker else None
 
 
 def from_wire(obj):
@@ -146,6 +219,8 @@ def from_wire(obj):
     values = {}
     for name, expected in cls.wire_fields:
         if name not in obj:
+            if name in cls.defaults:
+                continue
             raise ProtocolError(f"{type_name}: missing field {name!r}")
         value = obj[name]
         if not _has_type(value, expected):
@@ -184,8 +259,8 @@ def _has_type(value, expected):
     if expected is int:
         # JSON true/false decode to bool, which Python counts as int.
         return isinstance(value, int) and not isinstance(value, bool)
-    if expected is str:
-        return isinstance(value, str)
+    if expected in (str, bool, dict):
+        return isinstance(value, expected)
     if typing.get_origin(expected) is list:
         (item_type,) = typing.get_args(expected)
         return (isinstance(value, list)

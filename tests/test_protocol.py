@@ -54,6 +54,31 @@ EXAMPLES = [
 ]
 IDS = [json.loads(text)["message_type"] for _, text in EXAMPLES]
 
+# The client extensions (README: answers on the same connection).
+EXTENSIONS = [
+    (protocol.NewManagerJob(
+        input_directory="in", output_directory="out",
+        mapper_executable="map.py", reducer_executable="reduce.py",
+        num_mappers=2, num_reducers=1, acknowledge=True),
+     '{"message_type": "new_manager_job", "input_directory": "in", '
+     '"output_directory": "out", "mapper_executable": "map.py", '
+     '"reducer_executable": "reduce.py", "num_mappers": 2, '
+     '"num_reducers": 1, "acknowledge": true}'),
+    (protocol.JobAccepted(job_id=4),
+     '{"message_type": "job_accepted", "job_id": 4}'),
+    (protocol.RequestRefused(error="shutting down"),
+     '{"message_type": "request_refused", "error": "shutting down"}'),
+    (protocol.StatusRequest(), '{"message_type": "status_request"}'),
+    (protocol.StatusReply(status={"workers": []}),
+     '{"message_type": "status_reply", "status": {"workers": []}}'),
+    (protocol.JobRequest(job_id=2),
+     '{"message_type": "job_request", "job_id": 2}'),
+    (protocol.JobRequest(job_id=2, after=7),
+     '{"message_type": "job_request", "job_id": 2, "after": 7}'),
+    (protocol.JobReply(version=3, job={"job_id": 2}),
+     '{"message_type": "job_reply", "version": 3, "job": {"job_id": 2}}'),
+]
+
 
 def example(type_name):
     """Return the wire object of the example message of `type_name`."""
@@ -62,7 +87,9 @@ def example(type_name):
 
 def test_every_message_type_has_an_example():
     """The examples cover exactly the SPEC.md messages plus task_failed."""
-    assert sorted(IDS) == sorted(protocol.MESSAGE_TYPES)
+    extensions = {json.loads(text)["message_type"]
+                  for _, text in EXTENSIONS}
+    assert sorted(set(IDS) | extensions) == sorted(protocol.MESSAGE_TYPES)
     assert sorted(IDS) == sorted([
         "shutdown", "register", "register_ack", "heartbeat",
         "new_manager_job", "new_map_task", "new_reduce_task", "finished",
@@ -74,6 +101,26 @@ def test_every_message_type_has_an_example():
 def test_to_wire_has_spec_keys_in_spec_order(msg, text):
     """json.dumps(to_wire(msg)) is exactly the SPEC.md encoding."""
     assert json.dumps(protocol.to_wire(msg)) == text
+
+
+@pytest.mark.parametrize("msg, text", EXTENSIONS)
+def test_extensions_round_trip(msg, text):
+    """Extension messages encode exactly so, and decode back.
+
+    A field with a default (an optional extension key) is left out while
+    it has its default value, and may be missing when received.
+    """
+    assert json.dumps(protocol.to_wire(msg)) == text
+    assert protocol.from_wire(json.loads(text)) == msg
+
+
+def test_extension_field_types_are_checked():
+    """A wrong type in an extension field is a ProtocolError."""
+    for obj in ({"message_type": "job_request", "job_id": 1, "after": "x"},
+                {"message_type": "status_reply", "status": []},
+                {"message_type": "job_accepted", "job_id": True}):
+        with pytest.raises(ProtocolError):
+            protocol.from_wire(obj)
 
 
 @pytest.mark.parametrize("msg, text", EXAMPLES, ids=IDS)
