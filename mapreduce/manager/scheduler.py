@@ -398,4 +398,3 @@ def _part_files(job):
     except OSError:
         return []
     return sorted(name for name in names if name.startswith("part-"))
-
