@@ -8,7 +8,6 @@ import click
 from mapreduce import protocol
 from mapreduce.executables import locate
 from mapreduce.manager.safety import output_problem
-from mapreduce.reactor.net import encode_json
 
 CONNECT_TIMEOUT = 10.0
 
@@ -18,7 +17,7 @@ def send(host, port, msg):
     try:
         with socket.create_connection((host, port),
                                       timeout=CONNECT_TIMEOUT) as sock:
-            sock.sendall(encode_json(protocol.to_wire(msg)))
+            sock.sendall(protocol.encode(msg))
     except OSError as exc:
         raise click.ClickException(
             f"cannot reach the Manager at {host}:{port}: "

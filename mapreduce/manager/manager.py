@@ -91,15 +91,17 @@ class Manager:
 
     # Messages.
 
-    def _on_message(self, obj):
-        """Pass a received object to its handler, unless shutting down."""
+    def _on_message(self, data, reply):
+        """Pass a received message to its handler, unless shutting down."""
         if not self._shutting_down:
-            protocol.dispatch(obj, self._handlers, self.log)
+            protocol.dispatch(data, self._handlers, self.log,
+                              peer=reply.peer)
 
-    def _on_datagram(self, obj):
+    def _on_datagram(self, data, peer):
         """Pass a received heartbeat to its handler; ignore anything else."""
         if not self._shutting_down:
-            protocol.dispatch(obj, self._datagram_handlers, self.log)
+            protocol.dispatch(data, self._datagram_handlers, self.log,
+                              peer=peer)
 
     def _send(self, worker, msg, on_sent=None, on_error=None):
         """Send `msg` to `worker`; a failure marks the Worker dead."""
@@ -109,8 +111,8 @@ class Manager:
             if on_error is not None:
                 on_error()
         self.log.debug("Sending %r to %r", msg, worker)
-        send_message(self.reactor, worker.host, worker.port,
-                     protocol.to_wire(msg), timeout=self.send_timeout,
+        send_message(self.reactor, (worker.host, worker.port),
+                     protocol.encode(msg), timeout=self.send_timeout,
                      on_sent=on_sent, on_error=failed)
 
     # Workers.
@@ -367,8 +369,8 @@ class Manager:
             if not waiting:
                 self.reactor.stop()
         for worker in list(waiting):
-            send_message(self.reactor, worker.host, worker.port,
-                         protocol.to_wire(protocol.Shutdown()),
+            send_message(self.reactor, (worker.host, worker.port),
+                         protocol.encode(protocol.Shutdown()),
                          timeout=self.send_timeout,
                          on_sent=lambda w=worker: sent_to(w),
                          on_error=lambda exc, w=worker: sent_to(w))
