@@ -3,6 +3,8 @@
 Each message type is a frozen dataclass whose fields are the message's keys,
 in wire order. `to_wire` turns a message into the JSON object to send and
 `from_wire` checks a received JSON object and turns it back into a message.
+The bytes are this module's too: `encode` gives what goes on the wire,
+`decode` checks what arrived, and `dispatch` hands it to its handler.
 
 A field with a default is an *extension*: optional when received, and sent
 only when its value differs from the default, so that a message of the
@@ -10,6 +12,7 @@ specification goes out with exactly the specification's keys.
 """
 
 import dataclasses
+import json
 import typing
 
 
@@ -233,25 +236,53 @@ def from_wire(obj):
     return cls(**values)
 
 
-def dispatch(obj, handlers, log):
-    """Decode JSON object `obj` and call the handler for its message type.
+def encode(msg):
+    """Return the bytes that carry `msg` on the wire.
 
-    `handlers` maps message classes to functions of one message. A message
-    that is malformed, unknown, or has no handler here is logged and
-    dropped.
+    `msg` is a message, or a plain JSON object (a dict) for an answer that
+    is not a message, such as a status snapshot. The bytes are exactly
+    `json.dumps` of the object: for a message, its keys in wire order.
     """
+    obj = msg if isinstance(msg, dict) else to_wire(msg)
+    return json.dumps(obj).encode("utf-8")
+
+
+def decode_object(data):
+    """Return the JSON object in bytes `data`, or raise ProtocolError."""
     try:
-        msg = from_wire(obj)
+        obj = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"not valid JSON ({str(exc)[:200]})") from exc
+    if not isinstance(obj, dict):
+        raise ProtocolError("not a JSON object")
+    return obj
+
+
+def decode(data):
+    """Return the message in bytes `data`, or raise ProtocolError."""
+    return from_wire(decode_object(data))
+
+
+def dispatch(data, handlers, log, *args, peer=None):
+    """Decode bytes `data` and call the handler for its message type.
+
+    `handlers` maps message classes to functions called as
+    `handler(msg, *args)`. A message that is malformed, unknown, or has no
+    handler here is logged (naming `peer`, when given) and dropped.
+    """
+    source = f" from {peer}" if peer else ""
+    try:
+        msg = decode(data)
     except ProtocolError as exc:
-        log.warning("Ignored message: %s", exc)
+        log.warning("Ignored message%s: %s", source, exc)
         return
-    log.debug("Received %r", msg)
+    log.debug("Received %r%s", msg, source)
     handler = handlers.get(type(msg))
     if handler is None:
-        log.warning("Ignored %s message: not meant for this process",
-                    msg.message_type)
+        log.warning("Ignored %s message%s: not meant for this process",
+                    msg.message_type, source)
         return
-    handler(msg)
+    handler(msg, *args)
 
 
 def _has_type(value, expected):

@@ -274,7 +274,7 @@ def fixture_log(caplog):
 def test_dispatch_calls_the_handler_with_the_message(log, caplog):
     """A valid message reaches its handler, and is logged at DEBUG."""
     received = []
-    protocol.dispatch(example("finished"),
+    protocol.dispatch(protocol.encode(example("finished")),
                       {protocol.Finished: received.append}, log)
     assert received == [protocol.Finished(task_id=0, worker_host="localhost",
                                           worker_port=6001)]
@@ -291,7 +291,7 @@ def test_dispatch_logs_and_drops_malformed_messages(obj, log, caplog):
     """A malformed or unknown message is a WARNING and reaches no handler."""
     called = []
     handlers = {cls: called.append for cls in protocol.MESSAGE_TYPES.values()}
-    protocol.dispatch(obj, handlers, log)
+    protocol.dispatch(json.dumps(obj).encode(), handlers, log)
     assert not called
     assert [r.levelno for r in caplog.records] == [logging.WARNING]
     assert caplog.records[0].name == "Manager:6000"
@@ -300,9 +300,44 @@ def test_dispatch_logs_and_drops_malformed_messages(obj, log, caplog):
 def test_dispatch_logs_and_drops_messages_without_a_handler(log, caplog):
     """A valid message this process does not take is a WARNING."""
     called = []
-    protocol.dispatch(example("new_map_task"),
+    protocol.dispatch(protocol.encode(example("new_map_task")),
                       {protocol.Finished: called.append}, log)
     assert not called
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "new_map_task" in warnings[0].getMessage()
+
+
+@pytest.mark.parametrize("msg, text", EXAMPLES, ids=IDS)
+def test_encode_and_decode_are_the_spec_bytes(msg, text):
+    """encode gives exactly the SPEC.md bytes; decode gives the message."""
+    assert protocol.encode(msg) == text.encode()
+    assert protocol.decode(text.encode()) == msg
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b'{"unfinished": ', "not valid JSON"),
+    (b"\xff\xfe not text", "not valid JSON"),
+    (b"", "not valid JSON"),
+    (b"[1, 2, 3]", "not a JSON object"),
+    (b'"a string"', "not a JSON object"),
+    (b"42", "not a JSON object"),
+    (b"[" * 100000 + b"]" * 100000, "not valid JSON"),
+])
+def test_decode_refuses_bytes_that_are_no_json_object(data, reason):
+    """Bytes that are not one JSON object are a short ProtocolError."""
+    with pytest.raises(ProtocolError, match=reason) as info:
+        protocol.decode(data)
+    assert len(str(info.value)) < 300
+
+
+def test_dispatch_names_the_peer_and_passes_arguments(log, caplog):
+    """Extra arguments reach the handler; log lines name the peer."""
+    received = []
+    handlers = {protocol.Finished: lambda msg, *args: received.append(args)}
+    protocol.dispatch(protocol.encode(example("finished")), handlers, log,
+                      "reply", peer="10.0.0.1:5000")
+    protocol.dispatch(b"[]", handlers, log, "reply", peer="10.0.0.1:5000")
+    assert received == [("reply",)]
+    assert all("from 10.0.0.1:5000" in record.getMessage()
+               for record in caplog.records)

@@ -69,24 +69,30 @@ def test_status_json(manager, running_job):
     assert status["recent"] == []
 
 
-def test_status_text(manager, running_job, tmp_path):
-    """The text shows the Worker, the running job, the queue, recent jobs."""
-    address = ("localhost", manager.port)
-    running_job.touch()
-    wait_for(lambda: client.status(address)["recent"], what="job 0 to end")
+def test_status_text(manager, running_job):
+    """The text shows the Workers, the running job, queue, recent jobs."""
     result = run_command("mapreduce-status", "--port", manager.port)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"Manager localhost:{manager.port}, up ")
     assert lines[1] == "Workers: 1"
-    assert lines[2].startswith(f"  localhost:{manager.port}"[:12])
-    assert "tasks done" in lines[2]
-    assert any(line.startswith("Running: job 1 running (map stage): map ")
-               or line == "Running: none" for line in lines), lines
-    assert "Queue: 0" in lines
-    assert "Recent jobs: 1" in lines
-    assert "  job 0 finished in " in "\n".join(lines)
-    del tmp_path
+    assert lines[2].startswith("  localhost:")
+    assert " busy    map task 0 of job 0 " in lines[2]
+    assert lines[2].endswith("ago, 0 tasks done")
+    assert lines[3].startswith("Running: job 0 running (map stage): map "
+                               "0/2, reduce 0/1, elapsed ")
+    assert lines[5:] == ["Queue: 1", lines[6], "Recent jobs: 0"]
+    assert lines[6].startswith("  job 1: ")
+    running_job.touch()
+    address = ("localhost", manager.port)
+    wait_for(lambda: len(client.status(address)["recent"]) == 2,
+             what="both jobs to end")
+    lines = run_command("mapreduce-status", "--port",
+                        manager.port).stdout.splitlines()
+    assert lines[2].endswith("ago, 6 tasks done")
+    assert lines[3:6] == ["Running: none", "Queue: 0", "Recent jobs: 2"]
+    assert lines[6].startswith("  job 1 finished in ")
+    assert lines[7].startswith("  job 0 finished in ")
 
 
 def test_status_unreachable():

@@ -125,8 +125,8 @@ def test_wait_told_when_the_manager_shuts_down(manager, tmp_path):
     """A waiting client hears that its job was abandoned, and exits 3."""
     process = start_submit(manager.port, tmp_path / "out", "--wait")
     try:
-        wait_for(lambda: manager.history.job(0) is not None,
-                 what="the job to arrive")
+        wait_for(lambda: len(manager.followers) == 1,
+                 what="the client to wait for news of its job")
         assert manager.stop(timeout=WAIT)
         _, stderr = process.communicate(timeout=WAIT)
     finally:
@@ -147,7 +147,7 @@ def test_wait_manager_killed(tmp_path):
     try:
         wait_for(lambda: _answers(port), what="the Manager to listen")
         process = start_submit(port, tmp_path / "out", "--wait")
-        wait_for(lambda: job_state(port, 0) == "running",
+        wait_for(lambda: client.status(("localhost", port))["running"],
                  what="the job to start (it waits for Workers)")
         manager.send_signal(signal.SIGKILL)
         _, stderr = process.communicate(timeout=WAIT)

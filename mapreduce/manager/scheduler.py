@@ -83,8 +83,8 @@ class Scheduler:
             self._mark_dead(worker, f"could not send {msg.message_type}: "
                                     f"{exc}", lost_task_first=True)
         self.log.debug("Sending %r to %r", msg, worker)
-        send_message(self.reactor, worker.host, worker.port,
-                     protocol.to_wire(msg), timeout=self.options.send_timeout,
+        send_message(self.reactor, (worker.host, worker.port),
+                     protocol.encode(msg), timeout=self.options.send_timeout,
                      on_sent=on_sent, on_error=failed)
 
     # Workers.
@@ -384,8 +384,8 @@ class Scheduler:
             if not waiting:
                 done()
         for worker in list(waiting):
-            send_message(self.reactor, worker.host, worker.port,
-                         protocol.to_wire(protocol.Shutdown()),
+            send_message(self.reactor, (worker.host, worker.port),
+                         protocol.encode(protocol.Shutdown()),
                          timeout=self.options.send_timeout,
                          on_sent=lambda w=worker: sent_to(w),
                          on_error=lambda exc, w=worker: sent_to(w))

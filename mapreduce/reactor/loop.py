@@ -47,6 +47,39 @@ class Handle:
         return f"Handle(when={self.when!r}, callback={state})"
 
 
+class Guard:
+    """A `with` block that logs an exception of its body and goes on.
+
+    The loop must outlive any one callback's bug: an `Exception` raised in
+    the block is logged with its traceback, as "Error in `kind` `what`",
+    and stops there; `failed` tells the caller it happened. Anything else
+    (KeyboardInterrupt, SystemExit) goes on up.
+    """
+
+    __slots__ = ("log", "kind", "what", "failed")
+
+    def __init__(self, log, kind="callback", what=None):
+        """Log through `log`, naming the guarded code by `kind` and `what`."""
+        self.log = log
+        self.kind = kind
+        self.what = what
+        self.failed = False
+
+    def __enter__(self):
+        """Start a block that has not failed yet."""
+        self.failed = False
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        """Log an Exception and stop it; let anything else go on."""
+        if exc_type is None or not issubclass(exc_type, Exception):
+            return False
+        self.failed = True
+        self.log.error("Error in %s %r", self.kind, self.what,
+                       exc_info=(exc_type, exc, traceback))
+        return True
+
+
 class Reactor:
     """A single-threaded event loop over `selectors.DefaultSelector`.
 
@@ -65,6 +98,7 @@ class Reactor:
         self._stopping = False
         self._closed = False
         self._wake_lock = threading.Lock()
+        self._guard = Guard(self.log)
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
@@ -232,11 +266,11 @@ class Reactor:
 
     def _call(self, callback, args):
         """Run one callback; a failing callback is logged, never fatal."""
-        try:
+        guard = self._guard
+        guard.log = self.log
+        guard.what = callback
+        with guard:
             callback(*args)
-        except Exception:  # pylint: disable=broad-exception-caught
-            # The loop must outlive any one callback's bug.
-            self.log.exception("Error in callback %r", callback)
 
     def _drain_wakeups(self):
         """Empty the self-pipe; the posted callbacks are already queued."""
