@@ -30,6 +30,21 @@ class UnknownMessage(ProtocolError):
 MESSAGE_TYPES = {}
 
 
+class Message:
+    """What every message is: a `message_type` and its wire fields.
+
+    The `message` decorator fills these in for each message class.
+    """
+
+    message_type = ""
+    wire_fields = ()
+    defaults = {}
+
+    def encode(self):
+        """Return the bytes that carry this message on the wire."""
+        return encode(self)
+
+
 def message(type_name):
     """Register a dataclass as the message with `message_type` type_name."""
     def register(cls):
@@ -47,12 +62,12 @@ def message(type_name):
 
 
 @message("shutdown")
-class Shutdown:
+class Shutdown(Message):
     """Stop: submit to Manager, and Manager to every live Worker."""
 
 
 @message("register")
-class Register:
+class Register(Message):
     """A Worker announces itself to the Manager."""
 
     worker_host: str
@@ -60,12 +75,12 @@ class Register:
 
 
 @message("register_ack")
-class RegisterAck:
+class RegisterAck(Message):
     """The Manager has recorded a Worker."""
 
 
 @message("heartbeat")
-class Heartbeat:
+class Heartbeat(Message):
     """A Worker is alive (UDP, every 2 s)."""
 
     worker_host: str
@@ -73,7 +88,7 @@ class Heartbeat:
 
 
 @message("new_manager_job")
-class NewManagerJob:
+class NewManagerJob(Message):
     """A job from `mapreduce-submit`."""
 
     input_directory: str
@@ -87,7 +102,7 @@ class NewManagerJob:
 
 
 @message("new_map_task")
-class NewMapTask:
+class NewMapTask(Message):
     """Run the mapper over some input files and partition its output."""
 
     task_id: int
@@ -98,7 +113,7 @@ class NewMapTask:
 
 
 @message("new_reduce_task")
-class NewReduceTask:
+class NewReduceTask(Message):
     """Merge sorted map outputs and run the reducer over them."""
 
     task_id: int
@@ -108,7 +123,7 @@ class NewReduceTask:
 
 
 @message("finished")
-class Finished:
+class Finished(Message):
     """A Worker has finished a task and moved its output in place."""
 
     task_id: int
@@ -117,7 +132,7 @@ class Finished:
 
 
 @message("task_failed")
-class TaskFailed:
+class TaskFailed(Message):
     """Extension: a Worker could not complete a task, and says why."""
 
     task_id: int
@@ -129,33 +144,33 @@ class TaskFailed:
 # Extensions a client asks for; each is answered on its own connection.
 
 @message("job_accepted")
-class JobAccepted:
+class JobAccepted(Message):
     """Extension: the Manager has queued a job under this id."""
 
     job_id: int
 
 
 @message("request_refused")
-class RequestRefused:
+class RequestRefused(Message):
     """Extension: the Manager cannot answer a request, and says why."""
 
     error: str
 
 
 @message("status_request")
-class StatusRequest:
+class StatusRequest(Message):
     """Extension: ask the Manager for its status snapshot."""
 
 
 @message("status_reply")
-class StatusReply:
+class StatusReply(Message):
     """Extension: the Manager's status snapshot (see the README)."""
 
     status: dict
 
 
 @message("job_request")
-class JobRequest:
+class JobRequest(Message):
     """Extension: ask for a job's state once it is newer than `after`.
 
     The Manager answers at once when the job's version is above `after`
@@ -168,7 +183,7 @@ class JobRequest:
 
 
 @message("job_reply")
-class JobReply:
+class JobReply(Message):
     """Extension: one job's summary and the version it has reached."""
 
     version: int

@@ -101,4 +101,4 @@ def main(host, port, as_json):
 
 
 if __name__ == "__main__":
-    main()
+    main.main()

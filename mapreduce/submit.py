@@ -217,4 +217,4 @@ def main(**options):
 
 
 if __name__ == "__main__":
-    main()
+    main.main()

@@ -185,10 +185,10 @@ def test_history_is_bounded(history):
             history.record("task_taken_back", task=task, worker=worker)
         history.record("job_abandoned", job=job, was="running",
                        reason="gone")
-    assert len(history.jobs) == defaults.HISTORY_JOBS
+    assert len(history.book.jobs) == defaults.HISTORY_JOBS
     assert history.job(4) is None
     assert history.job(5) is not None
-    recent = history.recent()
+    recent = history.book.recent()
     assert [r.job_id for r in recent] == list(range(total - 1, 4, -1))
     newest, oldest = recent[0], recent[-1]
     assert len(newest.events) == defaults.EVENTS_PER_JOB

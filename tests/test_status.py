@@ -40,8 +40,8 @@ def fixture_running_job(manager, tmp_path, monkeypatch):
             TESTDATA / "input", tmp_path / f"out{number}",
             mapper=EXEC / "t_gate.sh", reducer=EXEC / "wc_reduce.sh",
             num_mappers=2, num_reducers=1))
-    wait_for(lambda: client.status(address)["workers"][0]["state"] == "busy",
-             what="the Worker to run a task")
+    wait_for(lambda: [w["state"] for w in client.status(address)["workers"]]
+             == ["busy"], what="the Worker to run a task")
     yield gate
     gate.touch()
     worker.shutdown()

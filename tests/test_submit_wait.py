@@ -123,15 +123,14 @@ def test_wait_rejected_job(manager):
 
 def test_wait_told_when_the_manager_shuts_down(manager, tmp_path):
     """A waiting client hears that its job was abandoned, and exits 3."""
-    process = start_submit(manager.port, tmp_path / "out", "--wait")
-    try:
-        wait_for(lambda: len(manager.followers) == 1,
-                 what="the client to wait for news of its job")
-        assert manager.stop(timeout=WAIT)
-        _, stderr = process.communicate(timeout=WAIT)
-    finally:
-        process.kill()
-        process.wait()
+    with start_submit(manager.port, tmp_path / "out", "--wait") as process:
+        try:
+            wait_for(lambda: len(manager.followers) == 1,
+                     what="the client to wait for news of its job")
+            assert manager.stop(timeout=WAIT)
+            _, stderr = process.communicate(timeout=WAIT)
+        finally:
+            process.kill()
     assert process.returncode == 3, stderr
     assert "job 0 abandoned" in stderr
     assert "the Manager shut down" in stderr
@@ -140,22 +139,22 @@ def test_wait_told_when_the_manager_shuts_down(manager, tmp_path):
 def test_wait_manager_killed(tmp_path):
     """The Manager process dies mid-job: a clear message, exit 3."""
     port = free_port()
-    manager = subprocess.Popen(
-        [str(SCRIPTS / "mapreduce-manager"), "--port", str(port),
-         "--shared_dir", str(tmp_path)], stderr=subprocess.DEVNULL)
-    process = None
-    try:
-        wait_for(lambda: _answers(port), what="the Manager to listen")
-        process = start_submit(port, tmp_path / "out", "--wait")
-        wait_for(lambda: client.status(("localhost", port))["running"],
-                 what="the job to start (it waits for Workers)")
-        manager.send_signal(signal.SIGKILL)
-        _, stderr = process.communicate(timeout=WAIT)
-    finally:
-        for child in (process, manager):
-            if child is not None:
-                child.kill()
-                child.wait()
+    with subprocess.Popen(
+            [str(SCRIPTS / "mapreduce-manager"), "--port", str(port),
+             "--shared_dir", str(tmp_path)],
+            stderr=subprocess.DEVNULL) as manager:
+        try:
+            wait_for(lambda: _answers(port), what="the Manager to listen")
+            with start_submit(port, tmp_path / "out", "--wait") as process:
+                try:
+                    wait_for(lambda: client.status(("localhost", port))[
+                        "running"], what="the job to start (no Workers)")
+                    manager.send_signal(signal.SIGKILL)
+                    _, stderr = process.communicate(timeout=WAIT)
+                finally:
+                    process.kill()
+        finally:
+            manager.kill()
     assert process.returncode == 3, stderr
     assert stderr.startswith(f"Error: lost the Manager at localhost:{port} "
                              "while following job 0")
@@ -187,14 +186,14 @@ def test_no_acknowledgement_from_something_else(tmp_path):
         server.bind(("localhost", 0))
         server.listen()
         port = server.getsockname()[1]
-        process = start_submit(port, tmp_path / "out")
-        conn, _ = server.accept()
-        with conn:
-            conn.settimeout(WAIT)
-            while conn.recv(65536):
-                pass
-            conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
-        stdout, stderr = process.communicate(timeout=WAIT)
+        with start_submit(port, tmp_path / "out") as process:
+            conn, _ = server.accept()
+            with conn:
+                conn.settimeout(WAIT)
+                while conn.recv(65536):
+                    pass
+                conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+            stdout, stderr = process.communicate(timeout=WAIT)
     assert process.returncode == 1
     assert stdout == ""
     assert stderr.startswith(f"Error: localhost:{port} answered, but not "

@@ -183,11 +183,43 @@ class JobRecord:
         return detail
 
 
-def _queued(history, fields, now):
-    """Open the record of a new job."""
-    record = JobRecord(fields["job"], now)
-    history.jobs[record.job_id] = record
-    return record
+class JobBook:
+    """The records of live jobs and of the last `HISTORY_JOBS` ended ones."""
+
+    def __init__(self):
+        """Hold no jobs."""
+        self.jobs = {}  # job_id -> JobRecord, in job id order.
+        self.ended = collections.deque()  # Ended job ids, oldest first.
+
+    def add(self, job, now):
+        """Open the record of a job that has just been queued."""
+        record = self.jobs[job.job_id] = JobRecord(job, now)
+        return record
+
+    def remember_ended(self, record):
+        """Add an ended job to the history and forget the oldest ones.
+
+        Only the newest `DETAILED_JOBS` ended jobs keep their attempts.
+        """
+        if record.job_id in self.ended:
+            return
+        self.ended.append(record.job_id)
+        if len(self.ended) > defaults.DETAILED_JOBS:
+            older = self.jobs.get(self.ended[-defaults.DETAILED_JOBS - 1])
+            if older is not None:
+                older.forget_details()
+        while len(self.ended) > defaults.HISTORY_JOBS:
+            self.jobs.pop(self.ended.popleft(), None)
+
+    def by_state(self, *states):
+        """Return the records in one of `states`, in job id order."""
+        return [record for record in self.jobs.values()
+                if record.state in states]
+
+    def recent(self):
+        """Return the records of ended jobs, newest first."""
+        return [self.jobs[job_id] for job_id in reversed(self.ended)
+                if job_id in self.jobs]
 
 
 def _started(record, fields, now):
@@ -259,8 +291,7 @@ class History:
         """Start empty; `clock` gives wall-clock time in epoch seconds."""
         self.log = log
         self.clock = clock
-        self.jobs = {}  # job_id -> JobRecord, of live and remembered jobs.
-        self.ended = collections.deque()  # Ended job ids, oldest first.
+        self.book = JobBook()
         self.events = collections.deque(maxlen=defaults.EVENTS_PER_JOB)
         self.workers = {}  # 'host:port' -> {registered_at, tasks_done}.
         self.version = 0
@@ -285,9 +316,9 @@ class History:
         if job is None:
             return event
         if kind == "job_queued":
-            record = _queued(self, fields, now)
+            record = self.book.add(job, now)
         else:
-            record = self.jobs.get(job.job_id)
+            record = self.book.jobs.get(job.job_id)
             if record is None:
                 return event  # Forgotten long ago.
         record.events.append(event)
@@ -297,7 +328,7 @@ class History:
         self.version += 1
         record.version = self.version
         if record.state in ENDED and kind.startswith("job_"):
-            self._remember_ended(record)
+            self.book.remember_ended(record)
         if self.on_change is not None:
             self.on_change(record)
         return event
@@ -313,31 +344,9 @@ class History:
         if kind == "task_finished":
             self.workers[name]["tasks_done"] += 1
 
-    def _remember_ended(self, record):
-        """Add an ended job to the history and forget the oldest ones."""
-        if record.job_id in self.ended:
-            return
-        self.ended.append(record.job_id)
-        if len(self.ended) > defaults.DETAILED_JOBS:
-            older = self.jobs.get(self.ended[-defaults.DETAILED_JOBS - 1])
-            if older is not None:
-                older.forget_details()
-        while len(self.ended) > defaults.HISTORY_JOBS:
-            self.jobs.pop(self.ended.popleft(), None)
-
     def job(self, job_id):
         """Return the record of job `job_id`, or None if not known."""
-        return self.jobs.get(job_id)
-
-    def by_state(self, *states):
-        """Return the records in one of `states`, in job id order."""
-        return [record for record in self.jobs.values()
-                if record.state in states]
-
-    def recent(self):
-        """Return the records of ended jobs, newest first."""
-        return [self.jobs[job_id] for job_id in reversed(self.ended)
-                if job_id in self.jobs]
+        return self.book.jobs.get(job_id)
 
 
 def failure_fields(error):

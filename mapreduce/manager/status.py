@@ -43,7 +43,8 @@ def status_snapshot(info, history, workers, loop_now):
     is the loop's clock, which their `last_seen` times are on.
     """
     now = history.clock()
-    running = history.by_state(RUNNING)
+    book = history.book
+    running = book.by_state(RUNNING)
     return {
         "manager": {"host": info.host, "port": info.port,
                     "shared_dir": info.shared_dir, "web_port": info.web_port,
@@ -51,8 +52,8 @@ def status_snapshot(info, history, workers, loop_now):
         "workers": [_worker_view(worker, history, loop_now)
                     for worker in workers],
         "running": running[0].view(now) if running else None,
-        "queue": [record.view(now) for record in history.by_state(QUEUED)],
-        "recent": [record.view(now) for record in history.recent()],
+        "queue": [record.view(now) for record in book.by_state(QUEUED)],
+        "recent": [record.view(now) for record in book.recent()],
     }
 
 
