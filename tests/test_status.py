@@ -152,3 +152,52 @@ def test_spec_messages_unchanged_by_extensions():
         "message_type", "input_directory", "output_directory",
         "mapper_executable", "reducer_executable", "num_mappers",
         "num_reducers"]
+
+
+def _kinds(manager, kind):
+    """Return the Manager-wide events of `kind`."""
+    return [event for event in list(manager.history.events)
+            if event.kind == kind]
+
+
+def test_waiting_for_workers_said_once(manager, tmp_path, caplog):
+    """A job with no live Worker is logged once per wait, not per turn."""
+    caplog.set_level("INFO")
+    address = ("localhost", manager.port)
+    for number in range(2):
+        client.submit(address, protocol.from_wire(
+            job_message(TESTDATA / "input", tmp_path / f"out{number}")))
+    wait_for(lambda: _kinds(manager, "job_waiting"), what="the wait to show")
+    # A Worker that registers but cannot be reached dies at once: the
+    # Manager schedules again, and must not say the same thing again.
+    send_json(manager.port, {"message_type": "register",
+                             "worker_host": "localhost",
+                             "worker_port": free_port()})
+    wait_for(lambda: _kinds(manager, "worker_dead"), what="the Worker dead")
+    assert len(_kinds(manager, "job_waiting")) == 1
+    lines = [r.getMessage() for r in caplog.records
+             if "is waiting" in r.getMessage()]
+    assert lines == ["Job 0 is waiting: no Worker has registered yet"]
+
+
+def test_shutdown_abandons_every_job(manager, tmp_path, caplog):
+    """A shutdown logs and records each running and queued job it drops."""
+    caplog.set_level("INFO")
+    address = ("localhost", manager.port)
+    for number in range(3):
+        client.submit(address, protocol.from_wire(
+            job_message(TESTDATA / "input", tmp_path / f"out{number}")))
+    assert manager.stop(timeout=WAIT)
+    states = [(r.job_id, r.state, r.summary["reason"])
+              for r in manager.history.book.recent()]
+    assert [state[:2] for state in states] == [
+        (2, "abandoned"), (1, "abandoned"), (0, "abandoned")]
+    assert states[0][2] == "the Manager shut down"
+    assert states[2][2].startswith("the Manager shut down; removed its "
+                                   "output directory")
+    lines = [r.getMessage() for r in caplog.records
+             if r.getMessage().startswith("Abandoned")]
+    assert [line.split(":")[0] for line in lines] == [
+        "Abandoned job 0 (running)", "Abandoned job 1 (queued)",
+        "Abandoned job 2 (queued)"]
+    assert not (tmp_path / "out0").exists()
