@@ -15,6 +15,7 @@ import pytest
 
 from mapreduce import client, protocol
 from mapreduce.manager import ManagerOptions, ManagerServer
+from mapreduce.progress import ProgressView
 from tests.util import (
     EXEC, TESTDATA, WAIT, free_port, pipeline_output, output_lines,
     run_command, start_worker, wait_for,
@@ -287,3 +288,45 @@ class TestOverwrite:
         result = submit(manager.port, out, "--overwrite", "--wait")
         assert result.returncode == 0, result.stderr
         assert sorted(os.listdir(out)) == ["part-00000", "part-00001"]
+
+
+def _summary(**changes):
+    """Return a running job's summary with `changes`."""
+    summary = {"job_id": 7, "state": "running", "stage": "map",
+               "map": {"done": 1, "total": 4},
+               "reduce": {"done": 0, "total": None}, "num_reducers": 2,
+               "elapsed": 1.25}
+    summary.update(changes)
+    return summary
+
+
+def test_progress_on_a_terminal_redraws_one_line():
+    """On a terminal: one line, redrawn with a bar, ended at close."""
+    written = []
+    view = ProgressView(written.append, terminal=True)
+    view.show(_summary())
+    view.show(_summary(map={"done": 4, "total": 4}, stage="reduce"))
+    view.close()
+    assert written[0] == ("\r[####--------------------] job 7 running (map "
+                          "stage): map 1/4, reduce 0/2, elapsed 1.2s\033[K")
+    assert written[1].startswith("\r[################--------] job 7 "
+                                 "running (reduce stage): map 4/4")
+    assert written[2] == "\n"
+
+
+def test_progress_without_a_terminal_prints_changes_and_ticks():
+    """Not a terminal: a line per stage change, else one per interval."""
+    written, now = [], [0.0]
+    view = ProgressView(written.append, terminal=False,
+                        clock=lambda: now[0])
+    view.show(_summary())
+    view.show(_summary(map={"done": 2, "total": 4}))
+    now[0] = 6.0
+    view.show(_summary(map={"done": 3, "total": 4}))
+    view.show(_summary(stage="reduce"))
+    view.close()
+    assert [line.split(":")[1] for line in written] == [
+        " map 1/4, reduce 0/2, elapsed 1.2s\n",
+        " map 3/4, reduce 0/2, elapsed 1.2s\n",
+        " map 1/4, reduce 0/2, elapsed 1.2s\n"]
+    assert "(reduce stage)" in written[2]
