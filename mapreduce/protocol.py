@@ -27,9 +27,16 @@ MESSAGE_TYPES = {}
 
 
 def message(type_name):
-    """Register a dataclass as the message with `message_type` type_name."""
+    """Register a frozen dataclass as the message `type_name`.
+
+    Use it above `@dataclasses.dataclass(frozen=True)`: the fields are the
+    message's keys, in wire order.
+    """
     def register(cls):
-        cls = dataclasses.dataclass(frozen=True)(cls)
+        params = getattr(cls, "__dataclass_params__", None)
+        if params is None or not params.frozen:
+            raise TypeError(f"message {type_name!r}: {cls.__name__} is not "
+                            "a frozen dataclass")
         cls.message_type = type_name
         hints = typing.get_type_hints(cls)
         cls.wire_fields = tuple((field.name, hints[field.name])
@@ -40,11 +47,13 @@ def message(type_name):
 
 
 @message("shutdown")
+@dataclasses.dataclass(frozen=True)
 class Shutdown:
     """Stop: submit to Manager, and Manager to every live Worker."""
 
 
 @message("register")
+@dataclasses.dataclass(frozen=True)
 class Register:
     """A Worker announces itself to the Manager."""
 
@@ -53,11 +62,13 @@ class Register:
 
 
 @message("register_ack")
+@dataclasses.dataclass(frozen=True)
 class RegisterAck:
     """The Manager has recorded a Worker."""
 
 
 @message("heartbeat")
+@dataclasses.dataclass(frozen=True)
 class Heartbeat:
     """A Worker is alive (UDP, every 2 s)."""
 
@@ -66,6 +77,7 @@ class Heartbeat:
 
 
 @message("new_manager_job")
+@dataclasses.dataclass(frozen=True)
 class NewManagerJob:
     """A job from `mapreduce-submit`."""
 
@@ -78,6 +90,7 @@ class NewManagerJob:
 
 
 @message("new_map_task")
+@dataclasses.dataclass(frozen=True)
 class NewMapTask:
     """Run the mapper over some input files and partition its output."""
 
@@ -89,6 +102,7 @@ class NewMapTask:
 
 
 @message("new_reduce_task")
+@dataclasses.dataclass(frozen=True)
 class NewReduceTask:
     """Merge sorted map outputs and run the reducer over them."""
 
@@ -99,6 +113,7 @@ class NewReduceTask:
 
 
 @message("finished")
+@dataclasses.dataclass(frozen=True)
 class Finished:
     """A Worker has finished a task and moved its output in place."""
 
@@ -108,6 +123,7 @@ class Finished:
 
 
 @message("task_failed")
+@dataclasses.dataclass(frozen=True)
 class TaskFailed:
     """Extension: a Worker could not complete a task, and says why."""
 
