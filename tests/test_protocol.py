@@ -299,11 +299,10 @@ def test_dispatch_names_the_peer_and_passes_arguments(log, caplog):
 
 def test_a_message_must_be_a_frozen_dataclass():
     """Registering a plain or mutable class as a message fails at once."""
-    class Plain:
-        """Not a dataclass."""
-
+    plain = type("Plain", (), {})
+    mutable = dataclasses.make_dataclass("Mutable", [("task_id", int)])
     with pytest.raises(TypeError, match="not a frozen dataclass"):
-        protocol.message("plain")(Plain)
+        protocol.message("plain")(plain)
     with pytest.raises(TypeError, match="not a frozen dataclass"):
-        protocol.message("mutable")(dataclasses.dataclass(Plain))
+        protocol.message("mutable")(mutable)
     assert "plain" not in protocol.MESSAGE_TYPES
