@@ -12,6 +12,7 @@ import pytest
 
 from mapreduce.reactor import HttpServer
 from mapreduce.reactor.web import HTTP_LIMITS
+from tests.util import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -105,14 +106,6 @@ def infos(caplog):
     """Return the messages of the INFO records logged so far."""
     return [record.getMessage() for record in caplog.records
             if record.levelno == logging.INFO]
-
-
-def wait_until(condition, timeout=WAIT):
-    """Wait until `condition()` is true; fail the test after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never came true"
-        time.sleep(0.01)
 
 
 def test_get_answers_with_the_handlers_answer(server, site):
@@ -250,8 +243,8 @@ def test_client_that_never_reads_is_cut_off(loop, site, caplog):
                 asked = time.monotonic()
                 assert get(server.port)[0] == 200
                 assert time.monotonic() - asked < 0.5
-            wait_until(lambda: loop.call(
-                lambda: server.open_connections) == 0)
+            wait_for(lambda: loop.call(
+                lambda: server.open_connections) == 0, WAIT)
             waited = time.monotonic() - start_time
         assert write_timeout - 0.2 <= waited < write_timeout + 1.0
         assert "not taken within the write deadline" in caplog.text
