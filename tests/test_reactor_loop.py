@@ -320,6 +320,36 @@ def test_failing_callbacks_are_logged_and_the_loop_goes_on(reactor, caplog):
                for record in caplog.records)
 
 
+def test_failures_in_one_turn_neither_skip_nor_reorder(reactor, caplog):
+    """Callbacks after failing ones of the same turn run, in order."""
+    ran = []
+
+    def fail(number):
+        """Record the call, then fail."""
+        ran.append(number)
+        raise RuntimeError(f"failure {number}")
+
+    for number in range(7):
+        reactor.call_soon(fail if number % 3 else ran.append, number)
+    with caplog.at_level(logging.ERROR):
+        run_for(reactor, 0.01)
+    assert ran == list(range(7))
+    assert [str(record.exc_info[1]) for record in caplog.records] == [
+        f"failure {number}" for number in (1, 2, 4, 5)]
+    assert all("fail" in record.getMessage() for record in caplog.records)
+
+
+def test_keyboard_interrupt_leaves_the_loop(reactor):
+    """Only Exceptions are caught: KeyboardInterrupt ends run()."""
+    def interrupt():
+        """Act like Ctrl-C."""
+        raise KeyboardInterrupt
+
+    reactor.call_soon(interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_for(reactor, 1)
+
+
 def test_threadsafe_call_wakes_a_sleeping_loop(loop):
     """call_soon_threadsafe wakes a loop asleep with no deadline at once."""
     latencies = []

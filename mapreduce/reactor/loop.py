@@ -347,10 +347,27 @@ class Reactor:
             if mask & _EVENT_WRITE:
                 self._dispatch(key.fd, 1)
         self._timers.pop_due(self.time(), self._ready)
-        for _ in range(len(self._ready)):
-            handle = self._ready.popleft()
-            if not handle.cancelled:
-                self._call(handle.callback, handle.args)
+        self._run_ready(len(self._ready))
+
+    def _run_ready(self, count):
+        """Run the first `count` callbacks of the ready queue, in order.
+
+        One guarded block runs them all; when a callback fails, the guard
+        logs it and a new block goes on with the next one. (A block per
+        callback would cost more than the callbacks themselves.)
+        """
+        ready = self._ready
+        guard = self._guard
+        guard.log = self.log
+        while count:
+            with guard:
+                while count:
+                    count -= 1
+                    handle = ready.popleft()
+                    if not handle.cancelled:
+                        guard.what = handle.callback
+                        handle.callback(*handle.args)
+        guard.what = None  # Keep nothing alive that the loop is done with.
 
     def _dispatch(self, fd, slot):
         """Run the current reader or writer callback of `fd`, if any.
@@ -370,3 +387,4 @@ class Reactor:
         guard.what = callback
         with guard:
             callback(*args)
+        guard.what = None
