@@ -30,25 +30,17 @@ class UnknownMessage(ProtocolError):
 MESSAGE_TYPES = {}
 
 
-class Message:
-    """What every message is: a `message_type` and its wire fields.
-
-    The `message` decorator fills these in for each message class.
-    """
-
-    message_type = ""
-    wire_fields = ()
-    defaults = {}
-
-    def encode(self):
-        """Return the bytes that carry this message on the wire."""
-        return encode(self)
-
-
 def message(type_name):
-    """Register a dataclass as the message with `message_type` type_name."""
+    """Register a frozen dataclass as the message `type_name`.
+
+    Use it above `@dataclasses.dataclass(frozen=True)`: the fields are the
+    message's keys, in wire order.
+    """
     def register(cls):
-        cls = dataclasses.dataclass(frozen=True)(cls)
+        params = getattr(cls, "__dataclass_params__", None)
+        if params is None or not params.frozen:
+            raise TypeError(f"message {type_name!r}: {cls.__name__} is not "
+                            "a frozen dataclass")
         cls.message_type = type_name
         hints = typing.get_type_hints(cls)
         cls.wire_fields = tuple((field.name, hints[field.name])
@@ -62,12 +54,14 @@ def message(type_name):
 
 
 @message("shutdown")
-class Shutdown(Message):
+@dataclasses.dataclass(frozen=True)
+class Shutdown:
     """Stop: submit to Manager, and Manager to every live Worker."""
 
 
 @message("register")
-class Register(Message):
+@dataclasses.dataclass(frozen=True)
+class Register:
     """A Worker announces itself to the Manager."""
 
     worker_host: str
@@ -75,12 +69,14 @@ class Register(Message):
 
 
 @message("register_ack")
-class RegisterAck(Message):
+@dataclasses.dataclass(frozen=True)
+class RegisterAck:
     """The Manager has recorded a Worker."""
 
 
 @message("heartbeat")
-class Heartbeat(Message):
+@dataclasses.dataclass(frozen=True)
+class Heartbeat:
     """A Worker is alive (UDP, every 2 s)."""
 
     worker_host: str
@@ -88,7 +84,8 @@ class Heartbeat(Message):
 
 
 @message("new_manager_job")
-class NewManagerJob(Message):
+@dataclasses.dataclass(frozen=True)
+class NewManagerJob:
     """A job from `mapreduce-submit`."""
 
     input_directory: str
@@ -102,7 +99,8 @@ class NewManagerJob(Message):
 
 
 @message("new_map_task")
-class NewMapTask(Message):
+@dataclasses.dataclass(frozen=True)
+class NewMapTask:
     """Run the mapper over some input files and partition its output."""
 
     task_id: int
@@ -113,7 +111,8 @@ class NewMapTask(Message):
 
 
 @message("new_reduce_task")
-class NewReduceTask(Message):
+@dataclasses.dataclass(frozen=True)
+class NewReduceTask:
     """Merge sorted map outputs and run the reducer over them."""
 
     task_id: int
@@ -123,7 +122,8 @@ class NewReduceTask(Message):
 
 
 @message("finished")
-class Finished(Message):
+@dataclasses.dataclass(frozen=True)
+class Finished:
     """A Worker has finished a task and moved its output in place."""
 
     task_id: int
@@ -132,7 +132,8 @@ class Finished(Message):
 
 
 @message("task_failed")
-class TaskFailed(Message):
+@dataclasses.dataclass(frozen=True)
+class TaskFailed:
     """Extension: a Worker could not complete a task, and says why."""
 
     task_id: int
@@ -144,33 +145,38 @@ class TaskFailed(Message):
 # Extensions a client asks for; each is answered on its own connection.
 
 @message("job_accepted")
-class JobAccepted(Message):
+@dataclasses.dataclass(frozen=True)
+class JobAccepted:
     """Extension: the Manager has queued a job under this id."""
 
     job_id: int
 
 
 @message("request_refused")
-class RequestRefused(Message):
+@dataclasses.dataclass(frozen=True)
+class RequestRefused:
     """Extension: the Manager cannot answer a request, and says why."""
 
     error: str
 
 
 @message("status_request")
-class StatusRequest(Message):
+@dataclasses.dataclass(frozen=True)
+class StatusRequest:
     """Extension: ask the Manager for its status snapshot."""
 
 
 @message("status_reply")
-class StatusReply(Message):
+@dataclasses.dataclass(frozen=True)
+class StatusReply:
     """Extension: the Manager's status snapshot (see the README)."""
 
     status: dict
 
 
 @message("job_request")
-class JobRequest(Message):
+@dataclasses.dataclass(frozen=True)
+class JobRequest:
     """Extension: ask for a job's state once it is newer than `after`.
 
     The Manager answers at once when the job's version is above `after`
@@ -183,7 +189,8 @@ class JobRequest(Message):
 
 
 @message("job_reply")
-class JobReply(Message):
+@dataclasses.dataclass(frozen=True)
+class JobReply:
     """Extension: one job's summary and the version it has reached."""
 
     version: int

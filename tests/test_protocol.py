@@ -1,5 +1,6 @@
 """The wire messages: exact encoding, and strict checks of what arrives."""
 
+import dataclasses
 import json
 import logging
 
@@ -341,3 +342,14 @@ def test_dispatch_names_the_peer_and_passes_arguments(log, caplog):
     assert received == [("reply",)]
     assert all("from 10.0.0.1:5000" in record.getMessage()
                for record in caplog.records)
+
+
+def test_a_message_must_be_a_frozen_dataclass():
+    """Registering a plain or mutable class as a message fails at once."""
+    plain = type("Plain", (), {})
+    mutable = dataclasses.make_dataclass("Mutable", [("task_id", int)])
+    with pytest.raises(TypeError, match="not a frozen dataclass"):
+        protocol.message("plain")(plain)
+    with pytest.raises(TypeError, match="not a frozen dataclass"):
+        protocol.message("mutable")(mutable)
+    assert "plain" not in protocol.MESSAGE_TYPES

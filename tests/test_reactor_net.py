@@ -18,6 +18,7 @@ from mapreduce.reactor import (
     DatagramServer, Limits, MessageServer, Reactor, request, send_datagram,
     send_message,
 )
+from tests.util import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -584,14 +585,6 @@ def test_a_kept_reply_dropped_unanswered_closes(loop):
         loop.call(server.close)
 
 
-def wait_until(condition, timeout=WAIT):
-    """Wait until `condition()` is true; fail the test after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never came true"
-        time.sleep(0.01)
-
-
 def test_client_gone_before_the_reply_is_harmless(loop, caplog):
     """Clients that hang up before their answer disturb nobody."""
     server, replier = start_replier(
@@ -607,7 +600,8 @@ def test_client_gone_before_the_reply_is_harmless(loop, caplog):
         # Both clients have closed: answer them anyway, small and large.
         for size, reply in zip((10, 8 << 20), replies):
             loop.call(reply, b"x" * size)
-        wait_until(lambda: loop.call(lambda: server.open_connections) == 0)
+        wait_for(lambda: loop.call(lambda: server.open_connections) == 0,
+                 WAIT)
         assert request(HOST, server.port, b"other", WAIT) == b"now"
         assert not [record for record in caplog.records
                     if record.levelno >= logging.WARNING]
@@ -636,8 +630,8 @@ def test_client_that_never_reads_is_cut_off(loop, caplog):
                 asked = time.monotonic()
                 assert request(HOST, server.port, b"hi", WAIT) == b"small"
                 assert time.monotonic() - asked < 0.5
-            wait_until(lambda: loop.call(
-                lambda: server.open_connections) == 0)
+            wait_for(lambda: loop.call(
+                lambda: server.open_connections) == 0, WAIT)
             waited = time.monotonic() - start
             assert write_timeout - 0.2 <= waited < write_timeout + 1.0
         assert any("not taken within the write deadline" in message

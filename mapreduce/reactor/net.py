@@ -71,6 +71,22 @@ def _bound_socket(kind, address):
     return sock
 
 
+def write_some(sock, data, on_error):
+    """Send what non-blocking `sock` takes of memoryview `data`.
+
+    Return the rest (empty when all is sent), or None after calling
+    `on_error(exception)` when the connection failed.
+    """
+    try:
+        sent = sock.send(data)
+    except BlockingIOError:
+        return data
+    except OSError as exc:
+        on_error(exc)
+        return None
+    return data[sent:]
+
+
 @dataclasses.dataclass(frozen=True)
 class Limits:
     """What one client may cost a stream server.
@@ -215,16 +231,11 @@ class Connection:
 
     def _on_writable(self):
         """Write what the socket takes; when all is written, finish."""
-        try:
-            sent = self.sock.send(self._outgoing)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._give_up(exc)
-            return
-        self._outgoing = self._outgoing[sent:]
-        if not self._outgoing:
-            self._finish()
+        rest = write_some(self.sock, self._outgoing, self._give_up)
+        if rest is not None:
+            self._outgoing = rest
+            if not rest:
+                self._finish()
 
     def _finish(self):
         """Half-close, then wait a little for the client's EOF, then close."""
@@ -475,15 +486,8 @@ class _Outbound:
                 self._fail(OSError(code, os.strerror(code)))
                 return
             self.connected = True
-        try:
-            sent = self.sock.send(self.payload)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._fail(exc)
-            return
-        self.payload = self.payload[sent:]
-        if not self.payload:
+        self.payload = write_some(self.sock, self.payload, self._fail)
+        if self.payload is not None and not self.payload:
             self._finish()
             on_sent = self.callbacks[0]
             if on_sent is not None:
