@@ -3,9 +3,16 @@
 Each message type is a frozen dataclass whose fields are the message's keys,
 in wire order. `to_wire` turns a message into the JSON object to send and
 `from_wire` checks a received JSON object and turns it back into a message.
+The bytes are this module's too: `encode` gives what goes on the wire,
+`decode` checks what arrived, and `dispatch` hands it to its handler.
+
+A field with a default is an *extension*: optional when received, and sent
+only when its value differs from the default, so that a message of the
+specification goes out with exactly the specification's keys.
 """
 
 import dataclasses
+import json
 import typing
 
 
@@ -24,24 +31,36 @@ MESSAGE_TYPES = {}
 
 
 def message(type_name):
-    """Register a dataclass as the message with `message_type` type_name."""
+    """Register a frozen dataclass as the message `type_name`.
+
+    Use it above `@dataclasses.dataclass(frozen=True)`: the fields are the
+    message's keys, in wire order.
+    """
     def register(cls):
-        cls = dataclasses.dataclass(frozen=True)(cls)
+        params = getattr(cls, "__dataclass_params__", None)
+        if params is None or not params.frozen:
+            raise TypeError(f"message {type_name!r}: {cls.__name__} is not "
+                            "a frozen dataclass")
         cls.message_type = type_name
         hints = typing.get_type_hints(cls)
         cls.wire_fields = tuple((field.name, hints[field.name])
                                 for field in dataclasses.fields(cls))
+        cls.defaults = {
+            field.name: field.default for field in dataclasses.fields(cls)
+            if field.default is not dataclasses.MISSING}
         MESSAGE_TYPES[type_name] = cls
         return cls
     return register
 
 
 @message("shutdown")
+@dataclasses.dataclass(frozen=True)
 class Shutdown:
     """Stop: submit to Manager, and Manager to every live Worker."""
 
 
 @message("register")
+@dataclasses.dataclass(frozen=True)
 class Register:
     """A Worker announces itself to the Manager."""
 
@@ -50,11 +69,13 @@ class Register:
 
 
 @message("register_ack")
+@dataclasses.dataclass(frozen=True)
 class RegisterAck:
     """The Manager has recorded a Worker."""
 
 
 @message("heartbeat")
+@dataclasses.dataclass(frozen=True)
 class Heartbeat:
     """A Worker is alive (UDP, every 2 s)."""
 
@@ -63,6 +84,7 @@ class Heartbeat:
 
 
 @message("new_manager_job")
+@dataclasses.dataclass(frozen=True)
 class NewManagerJob:
     """A job from `mapreduce-submit`."""
 
@@ -72,9 +94,12 @@ class NewManagerJob:
     reducer_executable: str
     num_mappers: int
     num_reducers: int
+    # Extension: ask for a `job_accepted` reply on the same connection.
+    acknowledge: bool = False
 
 
 @message("new_map_task")
+@dataclasses.dataclass(frozen=True)
 class NewMapTask:
     """Run the mapper over some input files and partition its output."""
 
@@ -86,6 +111,7 @@ class NewMapTask:
 
 
 @message("new_reduce_task")
+@dataclasses.dataclass(frozen=True)
 class NewReduceTask:
     """Merge sorted map outputs and run the reducer over them."""
 
@@ -96,6 +122,7 @@ class NewReduceTask:
 
 
 @message("finished")
+@dataclasses.dataclass(frozen=True)
 class Finished:
     """A Worker has finished a task and moved its output in place."""
 
@@ -105,6 +132,7 @@ class Finished:
 
 
 @message("task_failed")
+@dataclasses.dataclass(frozen=True)
 class TaskFailed:
     """Extension: a Worker could not complete a task, and says why."""
 
@@ -114,7 +142,66 @@ class TaskFailed:
     error: str
 
 
+# Extensions a client asks for; each is answered on its own connection.
+
+@message("job_accepted")
+@dataclasses.dataclass(frozen=True)
+class JobAccepted:
+    """Extension: the Manager has queued a job under this id."""
+
+    job_id: int
+
+
+@message("request_refused")
+@dataclasses.dataclass(frozen=True)
+class RequestRefused:
+    """Extension: the Manager cannot answer a request, and says why."""
+
+    error: str
+
+
+@message("status_request")
+@dataclasses.dataclass(frozen=True)
+class StatusRequest:
+    """Extension: ask the Manager for its status snapshot."""
+
+
+@message("status_reply")
+@dataclasses.dataclass(frozen=True)
+class StatusReply:
+    """Extension: the Manager's status snapshot (see the README)."""
+
+    status: dict
+
+
+@message("job_request")
+@dataclasses.dataclass(frozen=True)
+class JobRequest:
+    """Extension: ask for a job's state once it is newer than `after`.
+
+    The Manager answers at once when the job's version is above `after`
+    (or the job has ended), else when it changes, after a few seconds, or
+    when the Manager shuts down.
+    """
+
+    job_id: int
+    after: int = -1
+
+
+@message("job_reply")
+@dataclasses.dataclass(frozen=True)
+class JobReply:
+    """Extension: one job's summary and the version it has reached."""
+
+    version: int
+    job: dict
+
+
 _PORT_FIELDS = ("worker_port",)
+
+# How a Worker's `task_failed` error carries the failing executable's
+# stderr: the tail follows this marker, at the end of the error text.
+STDERR_MARKER = "; stderr: "
 
 # The most reduce tasks (partitions) a job may have: every map task opens a
 # file per partition, and every process in the cluster agrees on this.
@@ -122,11 +209,22 @@ MAX_PARTITIONS = 10000
 
 
 def to_wire(msg):
-    """Return the JSON object for `msg`: message_type first, then fields."""
+    """Return the JSON object for `msg`: message_type first, then fields.
+
+    Extension fields still at their default are left out.
+    """
     obj = {"message_type": msg.message_type}
     for name, _ in msg.wire_fields:
-        obj[name] = getattr(msg, name)
+        value = getattr(msg, name)
+        if name not in msg.defaults or value != msg.defaults[name]:
+            obj[name] = value
     return obj
+
+
+def stderr_tail(error):
+    """Return the stderr tail a `task_failed` error ends with, or None."""
+    _, marker, tail = error.partition(STDERR_MARKER)
+    return tail if marker else None
 
 
 def from_wire(obj):
@@ -146,6 +244,8 @@ def from_wire(obj):
     values = {}
     for name, expected in cls.wire_fields:
         if name not in obj:
+            if name in cls.defaults:
+                continue
             raise ProtocolError(f"{type_name}: missing field {name!r}")
         value = obj[name]
         if not _has_type(value, expected):
@@ -158,25 +258,53 @@ def from_wire(obj):
     return cls(**values)
 
 
-def dispatch(obj, handlers, log):
-    """Decode JSON object `obj` and call the handler for its message type.
+def encode(msg):
+    """Return the bytes that carry `msg` on the wire.
 
-    `handlers` maps message classes to functions of one message. A message
-    that is malformed, unknown, or has no handler here is logged and
-    dropped.
+    `msg` is a message, or a plain JSON object (a dict) for an answer that
+    is not a message, such as a status snapshot. The bytes are exactly
+    `json.dumps` of the object: for a message, its keys in wire order.
     """
+    obj = msg if isinstance(msg, dict) else to_wire(msg)
+    return json.dumps(obj).encode("utf-8")
+
+
+def decode_object(data):
+    """Return the JSON object in bytes `data`, or raise ProtocolError."""
     try:
-        msg = from_wire(obj)
+        obj = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"not valid JSON ({str(exc)[:200]})") from exc
+    if not isinstance(obj, dict):
+        raise ProtocolError("not a JSON object")
+    return obj
+
+
+def decode(data):
+    """Return the message in bytes `data`, or raise ProtocolError."""
+    return from_wire(decode_object(data))
+
+
+def dispatch(data, handlers, log, *args, peer=None):
+    """Decode bytes `data` and call the handler for its message type.
+
+    `handlers` maps message classes to functions called as
+    `handler(msg, *args)`. A message that is malformed, unknown, or has no
+    handler here is logged (naming `peer`, when given) and dropped.
+    """
+    source = f" from {peer}" if peer else ""
+    try:
+        msg = decode(data)
     except ProtocolError as exc:
-        log.warning("Ignored message: %s", exc)
+        log.warning("Ignored message%s: %s", source, exc)
         return
-    log.debug("Received %r", msg)
+    log.debug("Received %r%s", msg, source)
     handler = handlers.get(type(msg))
     if handler is None:
-        log.warning("Ignored %s message: not meant for this process",
-                    msg.message_type)
+        log.warning("Ignored %s message%s: not meant for this process",
+                    msg.message_type, source)
         return
-    handler(msg)
+    handler(msg, *args)
 
 
 def _has_type(value, expected):
@@ -184,8 +312,8 @@ def _has_type(value, expected):
     if expected is int:
         # JSON true/false decode to bool, which Python counts as int.
         return isinstance(value, int) and not isinstance(value, bool)
-    if expected is str:
-        return isinstance(value, str)
+    if expected in (str, bool, dict):
+        return isinstance(value, expected)
     if typing.get_origin(expected) is list:
         (item_type,) = typing.get_args(expected)
         return (isinstance(value, list)

@@ -1,28 +1,27 @@
-"""`mapreduce-submit`: send a job, or a shutdown, to a Manager."""
+"""`mapreduce-submit`: send a job, or a shutdown, to a Manager.
+
+A job is submitted with the `acknowledge` extension: the Manager answers
+with the job's id, which is printed after the specification's seven
+lines. `--wait` then follows the job to its end (see `mapreduce.client`).
+"""
 
 import os
+import re
 import socket
+import sys
 
 import click
 
-from mapreduce import protocol
+from mapreduce import client, defaults, protocol
 from mapreduce.executables import locate
 from mapreduce.manager.safety import output_problem
-from mapreduce.reactor.net import encode_json
+from mapreduce.progress import ProgressView, failure_text, success_lines
 
-CONNECT_TIMEOUT = 10.0
-
-
-def send(host, port, msg):
-    """Send one message to the Manager; raise ClickException on failure."""
-    try:
-        with socket.create_connection((host, port),
-                                      timeout=CONNECT_TIMEOUT) as sock:
-            sock.sendall(encode_json(protocol.to_wire(msg)))
-    except OSError as exc:
-        raise click.ClickException(
-            f"cannot reach the Manager at {host}:{port}: "
-            f"{exc.strerror or exc}") from exc
+# Exit status when the Manager went away, or shut down, before the job
+# ended (a failed or rejected job exits with 1, like any other error).
+LOST_MANAGER = 3
+# What a previous job leaves in an output directory: its part files.
+PART_FILE = re.compile(r"part-[0-9]{5,}")
 
 
 class OneLineErrors(click.Command):
@@ -38,14 +37,30 @@ class OneLineErrors(click.Command):
             raise error from exc
 
 
+def _fail(message, exit_code=1):
+    """Raise a ClickException that exits with `exit_code`."""
+    error = click.ClickException(message)
+    error.exit_code = exit_code
+    return error
+
+
+def send_shutdown(host, port):
+    """Send a `shutdown` message; raise ClickException on failure."""
+    try:
+        with socket.create_connection(
+                (host, port), timeout=defaults.CONNECT_TIMEOUT) as sock:
+            sock.sendall(protocol.encode(protocol.Shutdown()))
+    except OSError as exc:
+        raise _fail(f"cannot reach the Manager at {host}:{port}: "
+                    f"{exc.strerror or exc}") from exc
+
+
 def _check_input(path):
     """Fail unless `path` is a directory."""
     if not os.path.exists(path):
-        raise click.ClickException(
-            f"input directory {path!r} does not exist")
+        raise _fail(f"input directory {path!r} does not exist")
     if not os.path.isdir(path):
-        raise click.ClickException(
-            f"input directory {path!r} is not a directory")
+        raise _fail(f"input directory {path!r} is not a directory")
 
 
 def _check_executable(path, role):
@@ -54,15 +69,15 @@ def _check_executable(path, role):
     A bare name (no slash) is looked up on PATH, as the Worker will.
     """
     if locate(path) is None:
-        raise click.ClickException(f"{role} {path!r} is not found on PATH")
+        raise _fail(f"{role} {path!r} is not found on PATH")
     path = locate(path)
     if not os.path.exists(path):
-        raise click.ClickException(f"{role} {path!r} does not exist")
+        raise _fail(f"{role} {path!r} does not exist")
     if not os.path.isfile(path):
-        raise click.ClickException(f"{role} {path!r} is not a file")
+        raise _fail(f"{role} {path!r} is not a file")
     if not os.access(path, os.X_OK):
-        raise click.ClickException(f"{role} {path!r} is not executable "
-                                   f"(try: chmod +x {path})")
+        raise _fail(f"{role} {path!r} is not executable "
+                    f"(try: chmod +x {path})")
     return os.path.abspath(path)
 
 
@@ -76,15 +91,85 @@ def _check_output(output, input_directory, mapper, reducer):
                               ("the reducer", reducer)],
                              cwd_label="the current directory")
     if problem:
-        raise click.ClickException(problem)
+        raise _fail(problem)
+
+
+def foreign_entries(output):
+    """Return what `output` holds besides a previous job's part files."""
+    try:
+        with os.scandir(output) as entries:
+            return sorted(
+                entry.name + ("/" if entry.is_dir() else "")
+                for entry in entries
+                if not (PART_FILE.fullmatch(entry.name)
+                        and entry.is_file(follow_symlinks=False)))
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise _fail(f"cannot read output directory {output!r}: "
+                    f"{exc.strerror or exc}") from exc
+
+
+def _check_overwrite(output):
+    """Fail if the job would delete files that no job made."""
+    foreign = foreign_entries(output)
+    if foreign:
+        shown = ", ".join(foreign[:3])
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise _fail(f"output directory {output!r} holds {shown}{more}, not "
+                    "just part files of an earlier job; the job would "
+                    "delete them (use --overwrite to allow it)")
+
+
+def _job(options):
+    """Check the job's options; return the message to send."""
+    for option in ("mapper", "reducer"):
+        if not options[option]:
+            raise _fail(f"missing option --{option} (a job needs a mapper "
+                        "and a reducer)")
+    _check_input(options["input_directory"])
+    mapper = _check_executable(options["mapper"], "mapper")
+    reducer = _check_executable(options["reducer"], "reducer")
+    _check_output(options["output_directory"], options["input_directory"],
+                  mapper, reducer)
+    if not options["overwrite"]:
+        _check_overwrite(options["output_directory"])
+    return protocol.NewManagerJob(
+        input_directory=os.path.abspath(options["input_directory"]),
+        output_directory=os.path.abspath(options["output_directory"]),
+        mapper_executable=mapper,
+        reducer_executable=reducer,
+        num_mappers=options["num_mappers"],
+        num_reducers=options["num_reducers"],
+    )
+
+
+def _wait(address, job_id):
+    """Follow the job to its end; show progress, then how it ended."""
+    view = ProgressView(lambda text: click.echo(text, nl=False),
+                        sys.stdout.isatty())
+    summary = None
+    try:
+        for summary in client.follow(address, job_id):
+            view.show(summary)
+    except client.ClientError as exc:
+        view.close()
+        raise _fail(str(exc), LOST_MANAGER) from exc
+    view.close()
+    if summary["state"] == "finished":
+        for line in success_lines(summary):
+            click.echo(line)
+        return
+    exit_code = LOST_MANAGER if summary["state"] == "abandoned" else 1
+    raise _fail(failure_text(summary), exit_code)
 
 
 @click.command(cls=OneLineErrors,
                context_settings={"help_option_names": ["--help"]})
-@click.option("--host", "-h", default="localhost", show_default=True,
-              help="The Manager's host.")
-@click.option("--port", "-p", default=6000, show_default=True, type=int,
-              help="The Manager's port.")
+@click.option("--host", "-h", default=defaults.MANAGER_HOST,
+              show_default=True, help="The Manager's host.")
+@click.option("--port", "-p", default=defaults.MANAGER_PORT,
+              show_default=True, type=int, help="The Manager's port.")
 @click.option("--input", "-i", "input_directory",
               default=os.path.join("tests", "testdata", "input"),
               show_default=True, help="Input directory.")
@@ -100,41 +185,36 @@ def _check_output(output, input_directory, mapper, reducer):
 @click.option("--nreducers", "num_reducers", default=2, show_default=True,
               type=click.IntRange(min=1, max=protocol.MAX_PARTITIONS),
               help="Number of reduce tasks (output files).")
+@click.option("--wait", "-w", is_flag=True, default=False,
+              help="Follow the job to its end; exit 0 only if it finished.")
+@click.option("--overwrite", is_flag=True, default=False,
+              help="Let the job replace an output directory that holds "
+                   "more than an earlier job's part files.")
 @click.option("--shutdown", "-s", is_flag=True, default=False,
               help="Shut down the Manager and its Workers instead.")
-def main(host, port, input_directory, output_directory, mapper, reducer,
-         num_mappers, num_reducers, shutdown):
+def main(**options):
     """Submit a MapReduce job to a Manager, or shut the Manager down."""
-    if shutdown:
-        send(host, port, protocol.Shutdown())
+    host, port = address = options["host"], options["port"]
+    if options["shutdown"]:
+        send_shutdown(host, port)
         click.echo(f"Shut down Manager {host}:{port}")
         return
-    for value, option in ((mapper, "--mapper"), (reducer, "--reducer")):
-        if not value:
-            raise click.ClickException(f"missing option {option} (a job "
-                                       "needs a mapper and a reducer)")
-    _check_input(input_directory)
-    shown_mapper, shown_reducer = mapper, reducer
-    mapper = _check_executable(mapper, "mapper")
-    reducer = _check_executable(reducer, "reducer")
-    _check_output(output_directory, input_directory, mapper, reducer)
-    job = protocol.NewManagerJob(
-        input_directory=os.path.abspath(input_directory),
-        output_directory=os.path.abspath(output_directory),
-        mapper_executable=mapper,
-        reducer_executable=reducer,
-        num_mappers=num_mappers,
-        num_reducers=num_reducers,
-    )
-    send(host, port, job)
+    job = _job(options)
+    try:
+        job_id = client.submit(address, job)
+    except client.ClientError as exc:
+        raise _fail(str(exc)) from exc
     click.echo(f"Submitted job to Manager {host}:{port}")
-    click.echo(f"input directory      {input_directory}")
-    click.echo(f"output directory     {output_directory}")
-    click.echo(f"mapper executable    {shown_mapper}")
-    click.echo(f"reducer executable   {shown_reducer}")
-    click.echo(f"num mappers          {num_mappers}")
-    click.echo(f"num reducers         {num_reducers}")
+    click.echo(f"input directory      {options['input_directory']}")
+    click.echo(f"output directory     {options['output_directory']}")
+    click.echo(f"mapper executable    {options['mapper']}")
+    click.echo(f"reducer executable   {options['reducer']}")
+    click.echo(f"num mappers          {options['num_mappers']}")
+    click.echo(f"num reducers         {options['num_reducers']}")
+    click.echo(f"job id               {job_id}")
+    if options["wait"]:
+        _wait(address, job_id)
 
 
 if __name__ == "__main__":
-    main()  # pylint: disable=no-value-for-parameter  # click fills them
+    main.main()

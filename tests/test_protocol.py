@@ -56,6 +56,31 @@ EXAMPLES = [
 ]
 IDS = [json.loads(text)["message_type"] for _, text in EXAMPLES]
 
+# The client extensions (README: answers on the same connection).
+EXTENSIONS = [
+    (protocol.NewManagerJob(
+        input_directory="in", output_directory="out",
+        mapper_executable="map.py", reducer_executable="reduce.py",
+        num_mappers=2, num_reducers=1, acknowledge=True),
+     '{"message_type": "new_manager_job", "input_directory": "in", '
+     '"output_directory": "out", "mapper_executable": "map.py", '
+     '"reducer_executable": "reduce.py", "num_mappers": 2, '
+     '"num_reducers": 1, "acknowledge": true}'),
+    (protocol.JobAccepted(job_id=4),
+     '{"message_type": "job_accepted", "job_id": 4}'),
+    (protocol.RequestRefused(error="shutting down"),
+     '{"message_type": "request_refused", "error": "shutting down"}'),
+    (protocol.StatusRequest(), '{"message_type": "status_request"}'),
+    (protocol.StatusReply(status={"workers": []}),
+     '{"message_type": "status_reply", "status": {"workers": []}}'),
+    (protocol.JobRequest(job_id=2),
+     '{"message_type": "job_request", "job_id": 2}'),
+    (protocol.JobRequest(job_id=2, after=7),
+     '{"message_type": "job_request", "job_id": 2, "after": 7}'),
+    (protocol.JobReply(version=3, job={"job_id": 2}),
+     '{"message_type": "job_reply", "version": 3, "job": {"job_id": 2}}'),
+]
+
 
 def example(type_name):
     """Return the wire object of the example message of `type_name`."""
@@ -64,7 +89,9 @@ def example(type_name):
 
 def test_every_message_type_has_an_example():
     """The examples cover exactly the SPEC.md messages plus task_failed."""
-    assert sorted(IDS) == sorted(protocol.MESSAGE_TYPES)
+    extensions = {json.loads(text)["message_type"]
+                  for _, text in EXTENSIONS}
+    assert sorted(set(IDS) | extensions) == sorted(protocol.MESSAGE_TYPES)
     assert sorted(IDS) == sorted([
         "shutdown", "register", "register_ack", "heartbeat",
         "new_manager_job", "new_map_task", "new_reduce_task", "finished",
@@ -76,6 +103,26 @@ def test_every_message_type_has_an_example():
 def test_to_wire_has_spec_keys_in_spec_order(msg, text):
     """json.dumps(to_wire(msg)) is exactly the SPEC.md encoding."""
     assert json.dumps(protocol.to_wire(msg)) == text
+
+
+@pytest.mark.parametrize("msg, text", EXTENSIONS)
+def test_extensions_round_trip(msg, text):
+    """Extension messages encode exactly so, and decode back.
+
+    A field with a default (an optional extension key) is left out while
+    it has its default value, and may be missing when received.
+    """
+    assert json.dumps(protocol.to_wire(msg)) == text
+    assert protocol.from_wire(json.loads(text)) == msg
+
+
+def test_extension_field_types_are_checked():
+    """A wrong type in an extension field is a ProtocolError."""
+    for obj in ({"message_type": "job_request", "job_id": 1, "after": "x"},
+                {"message_type": "status_reply", "status": []},
+                {"message_type": "job_accepted", "job_id": True}):
+        with pytest.raises(ProtocolError):
+            protocol.from_wire(obj)
 
 
 @pytest.mark.parametrize("msg, text", EXAMPLES, ids=IDS)
@@ -259,7 +306,8 @@ def declare(type_name, fields):
     """
     namespace = {"__annotations__": dict(fields),
                  "__doc__": f"The test message {type_name}."}
-    return protocol.message(type_name)(type("TestMessage", (), namespace))
+    return protocol.message(type_name)(
+        dataclasses.dataclass(frozen=True)(type("TestMessage", (), namespace)))
 
 
 @pytest.fixture(name="message_types")
@@ -320,7 +368,7 @@ def fixture_log(caplog):
 def test_dispatch_calls_the_handler_with_the_message(log, caplog):
     """A valid message reaches its handler, and is logged at DEBUG."""
     received = []
-    protocol.dispatch(example("finished"),
+    protocol.dispatch(protocol.encode(example("finished")),
                       {protocol.Finished: received.append}, log)
     assert received == [protocol.Finished(task_id=0, worker_host="localhost",
                                           worker_port=6001)]
@@ -338,7 +386,7 @@ def test_dispatch_logs_and_drops_malformed_messages(obj, log, caplog):
     """A malformed or unknown message is a WARNING and reaches no handler."""
     called = []
     handlers = {cls: called.append for cls in protocol.MESSAGE_TYPES.values()}
-    protocol.dispatch(obj, handlers, log)
+    protocol.dispatch(json.dumps(obj).encode(), handlers, log)
     assert not called
     assert [r.levelno for r in caplog.records] == [logging.WARNING]
     assert caplog.records[0].name == "Manager:6000"
@@ -347,7 +395,7 @@ def test_dispatch_logs_and_drops_malformed_messages(obj, log, caplog):
 @pytest.mark.parametrize("obj, reason", REJECTIONS, ids=REJECTION_IDS)
 def test_dispatch_logs_why_it_drops_a_message(obj, reason, log, caplog):
     """The WARNING of a dropped message gives from_wire's reason."""
-    protocol.dispatch(obj, {}, log)
+    protocol.dispatch(json.dumps(obj).encode(), {}, log)
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
         (logging.WARNING, f"Ignored message: {reason}")]
 
@@ -355,10 +403,55 @@ def test_dispatch_logs_why_it_drops_a_message(obj, reason, log, caplog):
 def test_dispatch_logs_and_drops_messages_without_a_handler(log, caplog):
     """A valid message this process does not take is a WARNING."""
     called = []
-    protocol.dispatch(example("new_map_task"),
+    protocol.dispatch(protocol.encode(example("new_map_task")),
                       {protocol.Finished: called.append}, log)
     assert not called
-    warnings = [r.getMessage() for r in caplog.records
-                if r.levelno == logging.WARNING]
-    assert warnings == [
-        "Ignored new_map_task message: not meant for this process"]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "new_map_task" in warnings[0].getMessage()
+
+
+@pytest.mark.parametrize("msg, text", EXAMPLES, ids=IDS)
+def test_encode_and_decode_are_the_spec_bytes(msg, text):
+    """encode gives exactly the SPEC.md bytes; decode gives the message."""
+    assert protocol.encode(msg) == text.encode()
+    assert protocol.decode(text.encode()) == msg
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b'{"unfinished": ', "not valid JSON"),
+    (b"\xff\xfe not text", "not valid JSON"),
+    (b"", "not valid JSON"),
+    (b"[1, 2, 3]", "not a JSON object"),
+    (b'"a string"', "not a JSON object"),
+    (b"42", "not a JSON object"),
+    (b"[" * 100000 + b"]" * 100000, "not valid JSON"),
+])
+def test_decode_refuses_bytes_that_are_no_json_object(data, reason):
+    """Bytes that are not one JSON object are a short ProtocolError."""
+    with pytest.raises(ProtocolError, match=reason) as info:
+        protocol.decode(data)
+    assert len(str(info.value)) < 300
+
+
+def test_dispatch_names_the_peer_and_passes_arguments(log, caplog):
+    """Extra arguments reach the handler; log lines name the peer."""
+    received = []
+    handlers = {protocol.Finished: lambda msg, *args: received.append(args)}
+    protocol.dispatch(protocol.encode(example("finished")), handlers, log,
+                      "reply", peer="10.0.0.1:5000")
+    protocol.dispatch(b"[]", handlers, log, "reply", peer="10.0.0.1:5000")
+    assert received == [("reply",)]
+    assert all("from 10.0.0.1:5000" in record.getMessage()
+               for record in caplog.records)
+
+
+def test_a_message_must_be_a_frozen_dataclass():
+    """Registering a plain or mutable class as a message fails at once."""
+    plain = type("Plain", (), {})
+    mutable = dataclasses.make_dataclass("Mutable", [("task_id", int)])
+    with pytest.raises(TypeError, match="not a frozen dataclass"):
+        protocol.message("plain")(plain)
+    with pytest.raises(TypeError, match="not a frozen dataclass"):
+        protocol.message("mutable")(mutable)
+    assert "plain" not in protocol.MESSAGE_TYPES

@@ -106,9 +106,50 @@ def test_cancelled_timers_do_not_pile_up(reactor):
                for number in range(1000)]
     for handle in handles[1:]:
         handle.cancel()
-    # Only the heap's size shows whether cancelled timers are kept.
-    # pylint: disable-next=protected-access
-    assert len(reactor._timers) < 200
+    assert reactor.timer_counts().scheduled == 1
+    assert reactor.timer_counts().cancelled < 200
+
+
+def test_cancelled_timer_count_is_exact(reactor):
+    """The count of cancelled timers kept is exact at every step.
+
+    Timers are cancelled before they are due, after they ran, twice, from
+    call_soon, and by the hundred (which drops them all from the heap).
+    """
+    ran = []
+    now = reactor.time()
+    soon = [reactor.call_at(now + 0.001 * (number % 7), ran.append, number)
+            for number in range(20)]
+    late = [reactor.call_at(now + 3600 + number, ran.append, number)
+            for number in range(10)]
+    assert reactor.timer_counts() == (30, 0)
+    soon[0].cancel()
+    soon[0].cancel()
+    late[0].cancel()
+    reactor.call_soon(ran.append, "soon").cancel()
+    assert reactor.timer_counts() == (28, 2)
+    run_for(reactor, 0.05)
+    # The stopping timer and the 19 due ones ran; soon[0] left the heap.
+    assert len(ran) == 19
+    assert reactor.timer_counts() == (9, 1)
+    for handle in soon:
+        handle.cancel()
+    assert reactor.timer_counts() == (9, 1)
+    for handle in late[1:5]:
+        handle.cancel()
+    assert reactor.timer_counts() == (5, 5)
+    many = [reactor.call_later(7200, print) for _ in range(100)]
+    assert reactor.timer_counts() == (105, 5)
+    counts = []
+    for handle in many:
+        handle.cancel()
+        counts.append(reactor.timer_counts().cancelled)
+    # At 65 cancelled of 105 (over 64, and over half) all were dropped.
+    assert counts == list(range(6, 65)) + list(range(0, 41))
+    assert reactor.timer_counts() == (5, 40)
+    for handle in late:
+        handle.cancel()
+    assert reactor.timer_counts() == (0, 45)
 
 
 def test_cancel_from_a_callback_of_the_same_turn(reactor, caplog):
@@ -277,6 +318,36 @@ def test_failing_callbacks_are_logged_and_the_loop_goes_on(reactor, caplog):
     assert errors == ["KeyError", "RuntimeError", "ValueError"]
     assert all("Error in callback" in record.getMessage()
                for record in caplog.records)
+
+
+def test_failures_in_one_turn_neither_skip_nor_reorder(reactor, caplog):
+    """Callbacks after failing ones of the same turn run, in order."""
+    ran = []
+
+    def fail(number):
+        """Record the call, then fail."""
+        ran.append(number)
+        raise RuntimeError(f"failure {number}")
+
+    for number in range(7):
+        reactor.call_soon(fail if number % 3 else ran.append, number)
+    with caplog.at_level(logging.ERROR):
+        run_for(reactor, 0.01)
+    assert ran == list(range(7))
+    assert [str(record.exc_info[1]) for record in caplog.records] == [
+        f"failure {number}" for number in (1, 2, 4, 5)]
+    assert all("fail" in record.getMessage() for record in caplog.records)
+
+
+def test_keyboard_interrupt_leaves_the_loop(reactor):
+    """Only Exceptions are caught: KeyboardInterrupt ends run()."""
+    def interrupt():
+        """Act like Ctrl-C."""
+        raise KeyboardInterrupt
+
+    reactor.call_soon(interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_for(reactor, 1)
 
 
 def test_threadsafe_call_wakes_a_sleeping_loop(loop):

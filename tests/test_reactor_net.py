@@ -1,4 +1,7 @@
-"""Tests of the reactor's network parts, with real sockets on loopback."""
+"""Tests of the reactor's network parts, with real sockets on loopback.
+
+The transports carry bytes: what is sent arrives exactly, whatever it is.
+"""
 
 import json
 import logging
@@ -12,8 +15,10 @@ import time
 import pytest
 
 from mapreduce.reactor import (
-    DatagramServer, MessageServer, Reactor, send_datagram, send_message,
+    DatagramServer, Limits, MessageServer, Reactor, request, send_datagram,
+    send_message,
 )
+from tests.util import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -21,12 +26,33 @@ HOST = "127.0.0.1"
 WAIT = 5.0  # Seconds to wait for something that should happen at once.
 
 
-def start_server(loop, **options):
-    """Start a MessageServer on `loop`; return it and its message queue."""
-    messages = queue.Queue()
-    server = loop.call(lambda: MessageServer(loop.reactor, HOST, 0,
-                                             messages.put, **options))
+class Inbox(queue.Queue):
+    """What a server received, for the test thread: JSON, or bytes."""
+
+    def on_message(self, data, *_):
+        """Keep a message; a MessageServer's reply is dropped unused."""
+        self.put(data)
+
+    def get(self, block=True, timeout=None):
+        """Return the next message, decoded when it is JSON."""
+        data = super().get(block, timeout)
+        try:
+            return json.loads(data)
+        except ValueError:
+            return data
+
+
+def start_server(loop, **limits):
+    """Start a MessageServer on `loop`; return it and its Inbox."""
+    messages = Inbox()
+    server = loop.call(lambda: MessageServer(
+        loop.reactor, HOST, 0, messages.on_message, Limits(**limits)))
     return server, messages
+
+
+def encode(obj):
+    """Return the JSON bytes of `obj`."""
+    return json.dumps(obj).encode()
 
 
 def connect(port):
@@ -124,7 +150,8 @@ def test_message_is_delivered(loop, server):
     message = {"type": "hello", "n": [1, 2.5, None, True],
                "text": "caf\u00e9 \u2603", "nested": {"a": {"b": []}}}
     outcome = Outcome()
-    loop.call(lambda: send_message(loop.reactor, HOST, server.port, message,
+    loop.call(lambda: send_message(loop.reactor, (HOST, server.port),
+                                   encode(message),
                                    on_sent=outcome.on_sent,
                                    on_error=outcome.on_error))
     assert messages.get(timeout=WAIT) == message
@@ -138,8 +165,8 @@ def test_large_message_is_delivered(loop, server):
     server, messages = server
     message = {"blob": "x" * (900 * 1024)}
     outcome = Outcome()
-    loop.call(lambda: send_message(loop.reactor, "localhost", server.port,
-                                   message, on_sent=outcome.on_sent,
+    loop.call(lambda: send_message(loop.reactor, ("localhost", server.port),
+                                   encode(message), on_sent=outcome.on_sent,
                                    on_error=outcome.on_error))
     assert messages.get(timeout=WAIT) == message
     assert outcome.done.wait(WAIT)
@@ -149,7 +176,8 @@ def test_large_message_is_delivered(loop, server):
 def test_send_without_callbacks(loop, server):
     """send_message works when the caller wants no report."""
     server, messages = server
-    loop.call(send_message, loop.reactor, HOST, server.port, {"quiet": 1})
+    loop.call(send_message, loop.reactor, (HOST, server.port),
+              encode({"quiet": 1}))
     assert messages.get(timeout=WAIT) == {"quiet": 1}
 
 
@@ -186,8 +214,9 @@ def test_two_hundred_concurrent_sends(loop, server):
     def send_all():
         """Start every send in the same turn of the loop."""
         for number, outcome in enumerate(outcomes):
-            send_message(loop.reactor, HOST, server.port, {"n": number},
-                         on_sent=outcome.on_sent, on_error=outcome.on_error)
+            send_message(loop.reactor, (HOST, server.port),
+                         encode({"n": number}), on_sent=outcome.on_sent,
+                         on_error=outcome.on_error)
 
     loop.call(send_all)
     received = sorted(messages.get(timeout=WAIT)["n"] for _ in outcomes)
@@ -247,29 +276,21 @@ def test_slow_client_finishing_in_time_is_delivered(loop):
         loop.call(server.close)
 
 
-@pytest.mark.parametrize("data, reason", [
-    (b'{"unfinished": ', "not valid JSON"),
-    (b"\xff\xfe not text", "not valid JSON"),
-    (b"", "not valid JSON"),
-    (b"[1, 2, 3]", "not a JSON object"),
-    (b'"a string"', "not a JSON object"),
-    (b"42", "not a JSON object"),
-    (b"[" * 100000 + b"]" * 100000, "not valid JSON"),
+@pytest.mark.parametrize("data", [
+    b'{"unfinished": ', b"\xff\xfe not text", b"", b"[1, 2, 3]", b"42",
+    b"[" * 100000 + b"]" * 100000,
 ])
-def test_bad_messages_are_logged_and_dropped(loop, server, caplog, data,
-                                             reason):
-    """Invalid JSON and non-objects are logged and dropped; work goes on."""
+def test_any_bytes_are_delivered_as_they_are(loop, server, caplog, data):
+    """The transport does not judge: any bytes arrive exactly, unlogged."""
     server, messages = server
     caplog.set_level(logging.WARNING)
     with connect(server.port) as client:
         client.sendall(data)
         client.shutdown(socket.SHUT_WR)
         wait_closed(client)
+    assert queue.Queue.get(messages, timeout=WAIT) == data
     loop.sync()
-    assert any(reason in warning for warning in warnings_in(caplog))
-    send_raw(server.port, b'{"after": "bad"}')
-    assert messages.get(timeout=WAIT) == {"after": "bad"}
-    assert messages.empty()
+    assert not warnings_in(caplog)
 
 
 def test_oldest_connection_is_dropped_beyond_the_limit(loop, caplog):
@@ -312,7 +333,7 @@ def test_refused_send_reaches_on_error_quickly(loop):
         outcome = Outcome()
         start = time.monotonic()
         loop.call(lambda: send_message(
-            loop.reactor, HOST, closed.getsockname()[1], {"x": 1},
+            loop.reactor, (HOST, closed.getsockname()[1]), b"{}",
             timeout=WAIT, on_sent=outcome.on_sent,
             on_error=outcome.on_error))
         assert outcome.done.wait(WAIT)
@@ -328,7 +349,7 @@ def test_timed_out_send_reaches_on_error(loop, unanswered_port):
     timeout = 0.3
     start = time.monotonic()
     loop.call(lambda: send_message(
-        loop.reactor, HOST, unanswered_port, {"x": 1}, timeout=timeout,
+        loop.reactor, (HOST, unanswered_port), b"{}", timeout=timeout,
         on_sent=outcome.on_sent, on_error=outcome.on_error))
     assert outcome.done.wait(WAIT)
     assert timeout - 0.05 <= outcome.when - start < timeout + 0.5
@@ -343,7 +364,7 @@ def test_send_to_an_unusable_address_reaches_on_error(loop):
     """A send that cannot even start still reports through on_error."""
     outcome = Outcome()
     loop.call(lambda: send_message(
-        loop.reactor, HOST, 0, {"x": 1}, timeout=WAIT,
+        loop.reactor, (HOST, 0), b"{}", timeout=WAIT,
         on_sent=outcome.on_sent, on_error=outcome.on_error))
     assert outcome.done.wait(WAIT)
     assert not outcome.sent
@@ -354,9 +375,9 @@ def test_send_to_an_unusable_address_reaches_on_error(loop):
 @pytest.fixture(name="datagrams")
 def fixture_datagrams(loop):
     """Give a DatagramServer and its message queue."""
-    messages = queue.Queue()
+    messages = Inbox()
     server = loop.call(lambda: DatagramServer(loop.reactor, HOST, 0,
-                                              messages.put))
+                                              messages.on_message))
     yield server, messages
     loop.call(server.close)
 
@@ -367,24 +388,30 @@ def test_datagrams_are_delivered(datagrams):
     sent = [{"heartbeat": number, "host": "w\u00f6rker"}
             for number in range(100)]
     for message in sent:
-        assert send_datagram(HOST, server.port, message)
+        assert send_datagram(HOST, server.port, encode(message))
     received = [messages.get(timeout=WAIT) for _ in sent]
     assert sorted(received, key=lambda m: m["heartbeat"]) == sent
 
 
-def test_bad_datagrams_are_logged_and_dropped(loop, datagrams, caplog):
-    """Invalid JSON and non-objects over UDP are logged and dropped."""
-    server, messages = datagrams
+def test_any_datagram_is_delivered_with_its_sender(loop, caplog):
+    """Datagrams arrive as they were sent, with the sender's address."""
+    received = queue.Queue()
+    server = loop.call(lambda: DatagramServer(
+        loop.reactor, HOST, 0, lambda data, peer: received.put((data, peer))))
     caplog.set_level(logging.WARNING)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
-        for data in (b"not json", b"[1, 2]", b"\xff", b'{"good": 1}'):
-            sender.sendto(data, (HOST, server.port))
-        assert messages.get(timeout=WAIT) == {"good": 1}
-    loop.sync()
-    warnings = warnings_in(caplog)
-    assert sum("not valid JSON" in warning for warning in warnings) == 2
-    assert sum("not a JSON object" in warning for warning in warnings) == 1
-    assert messages.empty()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            sender.bind((HOST, 0))
+            peer = f"{HOST}:{sender.getsockname()[1]}"
+            sent = [b"not json", b"[1, 2]", b"\xff", b""]
+            for data in sent:
+                sender.sendto(data, (HOST, server.port))
+            assert [received.get(timeout=WAIT) for _ in sent] == [
+                (data, peer) for data in sent]
+        loop.sync()
+        assert not warnings_in(caplog)
+    finally:
+        loop.call(server.close)
 
 
 def test_failed_datagram_send_is_logged(caplog):
@@ -392,7 +419,7 @@ def test_failed_datagram_send_is_logged(caplog):
     log = logging.getLogger("test.datagram")
     caplog.set_level(logging.WARNING)
     too_big = {"blob": "x" * 70000}
-    assert send_datagram(HOST, 9, too_big, log=log) is False
+    assert send_datagram(HOST, 9, encode(too_big), log=log) is False
     assert any("Could not send a datagram" in warning
                for warning in warnings_in(caplog))
 
@@ -406,20 +433,21 @@ def test_clean_stop_closes_everything():
     """After close and stop: no sockets, no fds, no threads are left."""
     threads_before = set(threading.enumerate())
     fds_before = open_fds()
-    messages = queue.Queue()
+    messages = Inbox()
     reactor = Reactor()
     thread = threading.Thread(target=reactor.run)
     thread.start()
     try:
         servers = queue.Queue()
         reactor.call_soon_threadsafe(lambda: servers.put((
-            MessageServer(reactor, HOST, 0, messages.put),
-            DatagramServer(reactor, HOST, 0, messages.put))))
+            MessageServer(reactor, HOST, 0, messages.on_message),
+            DatagramServer(reactor, HOST, 0, messages.on_message))))
         server, datagram_server = servers.get(timeout=WAIT)
         with connect(server.port) as client:
             send_raw(server.port, b'{"before": "stop"}')
             assert messages.get(timeout=WAIT) == {"before": "stop"}
-            assert send_datagram(HOST, datagram_server.port, {"udp": 1})
+            assert send_datagram(HOST, datagram_server.port,
+                                 encode({"udp": 1}))
             assert messages.get(timeout=WAIT) == {"udp": 1}
             reactor.call_soon_threadsafe(server.close)
             reactor.call_soon_threadsafe(datagram_server.close)
@@ -442,3 +470,251 @@ def test_clean_stop_closes_everything():
             again.bind((HOST, port))
     assert set(threading.enumerate()) == threads_before
     assert open_fds() == fds_before
+
+
+# Answers on the same connection.
+
+
+class Replier:
+    """A message handler that answers with a function of the message.
+
+    `answer(data)` returns the bytes to send back, or None to keep the
+    reply for later (it is then put in `held`).
+    """
+
+    def __init__(self, answer):
+        """Answer with `answer(data)`."""
+        self.answer = answer
+        self.held = queue.Queue()
+        self.peers = []
+
+    def on_message(self, data, reply):
+        """Answer now, or hold the reply."""
+        self.peers.append(reply.peer)
+        answer = self.answer(data)
+        if answer is None:
+            self.held.put((data, reply))
+        else:
+            reply(answer)
+
+
+def start_replier(loop, answer, **limits):
+    """Start a MessageServer answering with `answer`; return both."""
+    replier = Replier(answer)
+    server = loop.call(lambda: MessageServer(
+        loop.reactor, HOST, 0, replier.on_message, Limits(**limits)))
+    return server, replier
+
+
+def request_in_thread(port, data, timeout=WAIT):
+    """Start `request` in a thread; return a queue for its outcome."""
+    outcome = queue.Queue(maxsize=1)
+
+    def run():
+        """Put the answer, or the OSError raised."""
+        try:
+            outcome.put(request(HOST, port, data, timeout))
+        except OSError as exc:
+            outcome.put(exc)
+
+    threading.Thread(target=run, daemon=True).start()
+    return outcome
+
+
+def debug_messages(caplog):
+    """Return the messages of the debug records logged so far."""
+    return [record.getMessage() for record in caplog.records
+            if record.levelno == logging.DEBUG]
+
+
+def test_request_gets_the_reply(loop):
+    """A handler's reply comes back to `request` on the same connection."""
+    server, replier = start_replier(loop, lambda data: data[::-1] * 1000)
+    try:
+        assert request(HOST, server.port, b"abc", WAIT) == b"cba" * 1000
+        client_ports = {int(peer.rsplit(":", 1)[1])
+                        for peer in replier.peers}
+        assert len(client_ports) == 1
+        assert replier.peers[0].startswith(f"{HOST}:")
+    finally:
+        loop.call(server.close)
+
+
+def test_no_reply_closes_the_connection_at_once(loop, server):
+    """A handler that neither answers nor keeps the reply: EOF at once."""
+    server, messages = server
+    start = time.monotonic()
+    assert request(HOST, server.port, b'{"n": 1}', WAIT) == b""
+    assert time.monotonic() - start < 1.0
+    assert messages.get(timeout=WAIT) == {"n": 1}
+    assert loop.call(lambda: server.open_connections) == 0
+
+
+def test_a_kept_reply_answers_later(loop, caplog):
+    """A reply kept by the handler answers later; others go on meanwhile."""
+    server, replier = start_replier(
+        loop, lambda data: None if data == b"wait" else b"now")
+    caplog.set_level(logging.DEBUG)
+    try:
+        waiting = request_in_thread(server.port, b"wait")
+        _, reply = replier.held.get(timeout=WAIT)
+        assert loop.call(lambda: server.open_connections) == 1
+        for _ in range(3):
+            assert request(HOST, server.port, b"other", WAIT) == b"now"
+        assert waiting.empty()
+        loop.call(reply, b"later")
+        assert waiting.get(timeout=WAIT) == b"later"
+        loop.call(reply, b"again")
+        assert "answered already" in " ".join(debug_messages(caplog))
+        assert loop.call(lambda: server.open_connections) == 0
+    finally:
+        loop.call(server.close)
+
+
+def test_a_kept_reply_dropped_unanswered_closes(loop):
+    """A kept reply that is dropped without an answer closes its client."""
+    server, replier = start_replier(loop, lambda data: None)
+    try:
+        waiting = request_in_thread(server.port, b"wait")
+        held = [replier.held.get(timeout=WAIT)]
+        assert waiting.empty()
+        loop.call(held.clear)
+        assert waiting.get(timeout=WAIT) == b""
+        assert loop.call(lambda: server.open_connections) == 0
+    finally:
+        loop.call(server.close)
+
+
+def test_client_gone_before_the_reply_is_harmless(loop, caplog):
+    """Clients that hang up before their answer disturb nobody."""
+    server, replier = start_replier(
+        loop, lambda data: None if data == b"wait" else b"now")
+    caplog.set_level(logging.DEBUG)
+    try:
+        replies = []
+        for _ in range(2):
+            with connect(server.port) as client:
+                client.sendall(b"wait")
+                client.shutdown(socket.SHUT_WR)
+                replies.append(replier.held.get(timeout=WAIT)[1])
+        # Both clients have closed: answer them anyway, small and large.
+        for size, reply in zip((10, 8 << 20), replies):
+            loop.call(reply, b"x" * size)
+        wait_for(lambda: loop.call(lambda: server.open_connections) == 0,
+                 WAIT)
+        assert request(HOST, server.port, b"other", WAIT) == b"now"
+        assert not [record for record in caplog.records
+                    if record.levelno >= logging.WARNING]
+    finally:
+        loop.call(server.close)
+
+
+def test_client_that_never_reads_is_cut_off(loop, caplog):
+    """A client that never reads a large answer is closed at the deadline.
+
+    Meanwhile other clients are answered at once.
+    """
+    write_timeout = 1.0
+    big = b"y" * (32 << 20)
+    server, _ = start_replier(
+        loop, lambda data: big if data == b"big" else b"small",
+        write_timeout=write_timeout)
+    caplog.set_level(logging.DEBUG)
+    try:
+        with connect(server.port) as stuck:
+            stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stuck.sendall(b"big")
+            stuck.shutdown(socket.SHUT_WR)
+            start = time.monotonic()
+            for _ in range(5):
+                asked = time.monotonic()
+                assert request(HOST, server.port, b"hi", WAIT) == b"small"
+                assert time.monotonic() - asked < 0.5
+            wait_for(lambda: loop.call(
+                lambda: server.open_connections) == 0, WAIT)
+            waited = time.monotonic() - start
+            assert write_timeout - 0.2 <= waited < write_timeout + 1.0
+        assert any("not taken within the write deadline" in message
+                   for message in debug_messages(caplog))
+    finally:
+        loop.call(server.close)
+
+
+def test_kept_replies_count_against_the_connection_limit(loop, caplog):
+    """Waiting clients are connections: past the limit the oldest goes."""
+    server, replier = start_replier(loop, lambda data: None,
+                                    max_connections=2)
+    caplog.set_level(logging.DEBUG)
+    try:
+        first = request_in_thread(server.port, b"1")
+        replies = [replier.held.get(timeout=WAIT)[1]]
+        second = request_in_thread(server.port, b"2")
+        replies.append(replier.held.get(timeout=WAIT)[1])
+        third = request_in_thread(server.port, b"3")
+        assert first.get(timeout=WAIT) == b""
+        replies.append(replier.held.get(timeout=WAIT)[1])
+        assert loop.call(lambda: server.open_connections) == 2
+        loop.call(replies[0], b"too late")
+        assert "the connection is closed" in " ".join(
+            debug_messages(caplog))
+        assert any("Too many open connections" in warning
+                   for warning in warnings_in(caplog))
+        assert second.empty() and third.empty()
+    finally:
+        loop.call(server.close)
+    assert second.get(timeout=WAIT) == b""
+    assert third.get(timeout=WAIT) == b""
+    del replies
+
+
+def test_request_times_out(loop):
+    """`request` gives up with TimeoutError when no answer comes in time."""
+    server, replier = start_replier(loop, lambda data: None)
+    try:
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            request(HOST, server.port, b"wait", 0.5)
+        assert 0.45 <= time.monotonic() - start < 1.5
+        assert replier.held.get(timeout=WAIT)[0] == b"wait"
+    finally:
+        loop.call(server.close)
+
+
+def test_request_refuses_an_oversized_answer(loop):
+    """`request` stops reading past its size limit."""
+    server, _ = start_replier(loop, lambda data: b"z" * 100000)
+    try:
+        with pytest.raises(OSError, match="larger than 1000 bytes"):
+            request(HOST, server.port, b"", WAIT, max_size=1000)
+    finally:
+        loop.call(server.close)
+
+
+def test_request_to_a_closed_port_is_refused():
+    """`request` raises ConnectionRefusedError where nobody listens."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as closed:
+        closed.bind((HOST, 0))
+        with pytest.raises(ConnectionRefusedError):
+            request(HOST, closed.getsockname()[1], b"x", WAIT)
+
+
+def test_failing_handler_closes_the_connection(loop, caplog):
+    """A handler that raises is logged; its client gets EOF; work goes on."""
+    def answer(data):
+        """Fail on b"bad", answer anything else."""
+        if data == b"bad":
+            raise RuntimeError("handler bug")
+        return b"fine"
+
+    server, _ = start_replier(loop, answer)
+    caplog.set_level(logging.WARNING)
+    try:
+        assert request(HOST, server.port, b"bad", WAIT) == b""
+        assert request(HOST, server.port, b"good", WAIT) == b"fine"
+        errors = [record for record in caplog.records
+                  if record.levelno == logging.ERROR]
+        assert len(errors) == 1
+        assert "Error in message handler" in errors[0].getMessage()
+        assert "handler bug" in caplog.text
+    finally:
+        loop.call(server.close)

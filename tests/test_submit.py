@@ -1,26 +1,82 @@
 """mapreduce-submit: what it prints, what it sends, and what it refuses.
 
-A FakePeer stands in for the Manager and records every message, so a test
-can check the exact JSON sent, or that nothing was sent at all.
+A fake Manager records every message, so a test can check the exact JSON
+sent, or that nothing was sent at all; it acknowledges jobs that ask for
+it (the `acknowledge` extension) with job ids 0, 1, 2, ...
 """
 
+import json
 import os
 import pathlib
+import queue
+import socket
+import threading
 
 import pytest
 
-from tests.util import EXEC, TESTDATA, FakePeer, free_port, run_command
+from tests.util import EXEC, TESTDATA, WAIT, free_port, run_command
 
 JOB_KEYS = ["message_type", "input_directory", "output_directory",
             "mapper_executable", "reducer_executable", "num_mappers",
-            "num_reducers"]
+            "num_reducers", "acknowledge"]
+
+
+class AckingManager:
+    """A TCP listener that records messages and acknowledges jobs."""
+
+    def __init__(self):
+        """Listen on a free port, in a thread."""
+        self._sock = socket.create_server(("localhost", 0))
+        self._sock.settimeout(0.1)
+        self.port = self._sock.getsockname()[1]
+        self._messages = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        """Read each connection to EOF; answer a job that asks for it."""
+        job_ids = 0
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(WAIT)
+                data = b""
+                while chunk := conn.recv(65536):
+                    data += chunk
+                msg = json.loads(data)
+                if msg.get("acknowledge"):
+                    conn.sendall(json.dumps({"message_type": "job_accepted",
+                                             "job_id": job_ids}).encode())
+                    job_ids += 1
+            self._messages.put(msg)
+
+    def next(self):
+        """Return the next message received."""
+        return self._messages.get(timeout=WAIT)
+
+    def expect_none(self, within):
+        """Fail if a message arrives within `within` seconds."""
+        with pytest.raises(queue.Empty):
+            msg = self._messages.get(timeout=within)
+            raise AssertionError(f"unexpected message {msg}")
+
+    def close(self):
+        """Stop listening."""
+        self._stop.set()
+        self._thread.join()
+        self._sock.close()
 
 
 @pytest.fixture(name="manager")
 def fixture_manager():
     """Give a fake Manager that records what it receives."""
-    with FakePeer() as peer:
-        yield peer
+    peer = AckingManager()
+    yield peer
+    peer.close()
 
 
 @pytest.fixture(name="workdir")
@@ -68,7 +124,8 @@ def test_job_output_and_message(manager, workdir):
         "mapper executable    bin/map.sh\n"
         "reducer executable   bin/reduce.sh\n"
         "num mappers          3\n"
-        "num reducers         5\n")
+        "num reducers         5\n"
+        "job id               0\n")
     msg = manager.next()
     assert list(msg) == JOB_KEYS
     assert msg == {
@@ -79,6 +136,7 @@ def test_job_output_and_message(manager, workdir):
         "reducer_executable": str(workdir / "bin" / "reduce.sh"),
         "num_mappers": 3,
         "num_reducers": 5,
+        "acknowledge": True,
     }
     manager.expect_none(within=0.2)
 
@@ -95,7 +153,8 @@ def test_defaults_and_short_options(manager, workdir):
     shown_input = os.path.join("tests", "testdata", "input")
     assert lines[1] == f"input directory      {shown_input}"
     assert lines[2] == "output directory     output"
-    assert lines[5:] == ["num mappers          2", "num reducers         2"]
+    assert lines[5:] == ["num mappers          2", "num reducers         2",
+                         "job id               0"]
     msg = manager.next()
     assert msg["input_directory"] == str(default_input)
     assert msg["output_directory"] == str(workdir / "output")

@@ -2,14 +2,16 @@
 
 import click
 
+from mapreduce import defaults
 from mapreduce.logs import LEVELS, configure
 from mapreduce.manager import Manager
 
 
 @click.command(context_settings={"help_option_names": ["--help"]})
-@click.option("--host", default="localhost", show_default=True,
+@click.option("--host", default=defaults.MANAGER_HOST, show_default=True,
               help="Address to listen on (TCP and UDP).")
-@click.option("--port", default=6000, show_default=True, type=int,
+@click.option("--port", default=defaults.MANAGER_PORT, show_default=True,
+              type=int,
               help="Port to listen on, for both TCP and UDP.")
 @click.option("--logfile", type=click.Path(dir_okay=False),
               help="Write the log here instead of to stderr.")
@@ -31,4 +33,4 @@ def main(host, port, logfile, loglevel, shared_dir):
 
 
 if __name__ == "__main__":
-    main()  # pylint: disable=no-value-for-parameter  # click fills them
+    main.main()

@@ -1,374 +1,249 @@
-"""The Manager: accepts jobs, hands tasks to Workers, watches them live.
+"""The Manager process: build it, start it, stop it; or run it until shutdown.
 
-The Manager is a handler on the reactor: every message and deadline runs on
-the loop thread, so the registry, the job queue and the task assignment
-need no locks.
+`ManagerServer` is a Manager as an object: build it (nothing happens),
+`start()` it (it listens, and its loop runs in a thread of its own) and
+`stop()` it (a clean shutdown, the thread joined); or `run()` it in the
+calling thread. `Manager(host, port, ...)` is the specification's blocking
+API on top: it runs until a shutdown message, SIGINT or SIGTERM.
+
+The server owns the listeners and the shared directory and answers the
+clients' queries (status, job following); the Scheduler owns the
+Workers, the job queue and the tasks; the History records what happens.
 """
 
-import collections
-import itertools
-import os
-import shutil
+import contextlib
+import dataclasses
 import tempfile
+import threading
+import time
 
-from mapreduce import protocol
+from mapreduce import defaults, protocol
 from mapreduce.logs import get_logger, stop_on_signals
-from mapreduce.manager.job import Job, Stage
-from mapreduce.manager.registry import (
-    BUSY, DEAD, JOINING, READY, WorkerRegistry,
-)
-from mapreduce.manager.safety import job_problem
-from mapreduce.reactor import (
-    DatagramServer, MessageServer, Reactor, send_message,
-)
-
-HEARTBEAT_TIMEOUT = 10.0
-MAX_ATTEMPTS = 3
-SEND_TIMEOUT = 5.0
+from mapreduce.manager.events import History
+from mapreduce.manager.followers import Followers
+from mapreduce.manager.scheduler import Scheduler
+from mapreduce.manager.status import ManagerInfo, job_detail, status_snapshot
+from mapreduce.reactor import DatagramServer, MessageServer, Reactor
 
 
-class Manager:
-    """A MapReduce Manager; the constructor runs it until shutdown."""
+@dataclasses.dataclass
+class ManagerOptions:
+    """How a Manager runs: where its files go, and its timings."""
 
-    def __init__(self, host, port, shared_dir=None, *,
-                 heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                 max_attempts=MAX_ATTEMPTS, send_timeout=SEND_TIMEOUT):
-        """Listen on TCP and UDP `host:port` and run until shut down.
+    shared_dir: object = None  # Parent of the shared directory; None: tmp.
+    heartbeat_timeout: float = defaults.HEARTBEAT_TIMEOUT
+    max_attempts: int = defaults.MAX_ATTEMPTS
+    send_timeout: float = defaults.SEND_TIMEOUT
+    poll_timeout: float = defaults.POLL_TIMEOUT
 
-        The shared directory for intermediate files is made inside
-        `shared_dir` (default: the system temp dir) and removed at the end.
-        """
-        self.host = host
-        self.heartbeat_timeout = heartbeat_timeout
-        self.max_attempts = max_attempts
-        self.send_timeout = send_timeout
-        self.registry = WorkerRegistry()
-        self.jobs = collections.deque()
-        self.job = None
-        self._job_ids = itertools.count()
-        self._shutting_down = False
+
+class ManagerServer:
+    """A Manager that code can build, start and stop."""
+
+    def __init__(self, host=defaults.MANAGER_HOST, port=defaults.MANAGER_PORT,
+                 options=None):
+        """Build a Manager for TCP and UDP `host:port`; nothing runs yet."""
+        self.options = options or ManagerOptions()
+        self.reactor = Reactor(get_logger("Manager", port))
+        self.info = ManagerInfo(host, port, None, time.time())
+        self.scheduler = Scheduler(self.reactor, History(self.reactor.log),
+                                   self.options)
+        self.followers = Followers(self.reactor, self._answer_job,
+                                   self.options.poll_timeout)
+        self.scheduler.history.on_change = self.followers.job_changed
         self._handlers = {
-            protocol.Shutdown: self._on_shutdown,
-            protocol.Register: self._on_register,
-            protocol.Heartbeat: self._on_heartbeat,
+            protocol.StatusRequest: self._on_status_request,
+            protocol.JobRequest: self._on_job_request,
             protocol.NewManagerJob: self._on_new_job,
-            protocol.Finished: self._on_finished,
-            protocol.TaskFailed: self._on_task_failed,
+            protocol.Shutdown: lambda _msg, _reply: self.shut_down(),
         }
-        # UDP carries heartbeats only: a datagram needs no connection, so
-        # anything else arriving that way is ignored.
-        self._datagram_handlers = {protocol.Heartbeat: self._on_heartbeat}
-        self.port = port
-        self.log = get_logger("Manager", port)
-        self.reactor = Reactor(self.log)
-        # Signals are caught from the start to the very end, so that one
-        # arriving early or during clean-up still ends in a clean exit.
-        with stop_on_signals(self.reactor, self._on_shutdown), \
-                tempfile.TemporaryDirectory(prefix="mapreduce-shared-",
-                                            dir=shared_dir) as tmp:
-            self.shared_dir = tmp
-            self._serve(host, port)
+        for kind in (protocol.Register, protocol.Heartbeat,
+                     protocol.Finished, protocol.TaskFailed):
+            self._handlers[kind] = self._to_scheduler
+        self._running = _Running()
 
-    def _serve(self, host, port):
-        """Open the listeners, run the loop, and close everything after."""
-        tcp = udp = None
+    @property
+    def history(self):
+        """Return the record of what happened (events, jobs, progress)."""
+        return self.scheduler.history
+
+    @property
+    def port(self):
+        """Return the port the Manager listens on (known once open)."""
+        return self.info.port
+
+    @property
+    def log(self):
+        """Return the Manager's logger."""
+        return self.reactor.log
+
+    # Life cycle.
+
+    def open(self):
+        """Make the shared directory and listen; the loop does not run yet.
+
+        Raises OSError (nothing left open) when a port cannot be had.
+        """
+        closing = self._running.closing
+        closing.callback(self.reactor.close)
         try:
-            tcp = MessageServer(self.reactor, host, port, self._on_message)
-            self.port = tcp.port
+            shared = closing.enter_context(tempfile.TemporaryDirectory(
+                prefix="mapreduce-shared-", dir=self.options.shared_dir))
+            tcp = MessageServer(self.reactor, self.info.host, self.info.port,
+                                self._on_message)
+            closing.callback(tcp.close)
+            self.info.port = tcp.port
             # Now the port is known (it may have been 0): name the log by
-            # it; the servers log through the reactor's logger too.
-            self.log = self.reactor.log = get_logger("Manager", self.port)
-            udp = DatagramServer(self.reactor, host, self.port,
+            # it; the servers and the History log through this logger.
+            self.reactor.log = self.history.log = get_logger("Manager",
+                                                             tcp.port)
+            udp = DatagramServer(self.reactor, self.info.host, tcp.port,
                                  self._on_datagram)
-            self.log.info("Listening on %s:%s, shared directory %s",
-                          host, self.port, self.shared_dir)
+            closing.callback(udp.close)
+        except BaseException:
+            self.close()
+            raise
+        self.info.shared_dir = self.scheduler.shared_dir = shared
+        self.history.record("manager_started", host=self.info.host,
+                            port=tcp.port, shared_dir=shared)
+
+    def close(self):
+        """Close the listeners, the loop and the shared directory."""
+        self._running.closing.close()
+
+    def run(self):
+        """Open (unless open), run the loop until shutdown, then close."""
+        try:
+            if self.info.shared_dir is None:
+                self.open()
             self.reactor.run()
         finally:
-            for server in (udp, tcp):
-                if server is not None:
-                    server.close()
-            self.reactor.close()
+            self.close()
+
+    def start(self):
+        """Open, then run the loop in a thread of its own; return self."""
+        self.open()
+        self._running.thread = threading.Thread(
+            target=self.run, daemon=True, name=f"manager-{self.port}")
+        self._running.thread.start()
+        return self
+
+    def stop(self, timeout=None):
+        """Shut down as a `shutdown` message would; wait for the thread.
+
+        Returns whether the loop's thread has ended.
+        """
+        thread = self._running.thread
+        if thread is None:
+            return True
+        if thread.is_alive():
+            self.reactor.call_soon_threadsafe(self.shut_down)
+            thread.join(timeout)
+        return not thread.is_alive()
+
+    def shut_down(self):
+        """Abandon the jobs, stop the Workers, then the loop; loop thread."""
+        self.scheduler.shut_down(self._stopped)
+
+    def _stopped(self):
+        """Answer every client still waiting, then stop the loop."""
+        self.followers.answer_all()
+        self.reactor.stop()
 
     # Messages.
 
-    def _on_message(self, obj):
-        """Pass a received object to its handler, unless shutting down."""
-        if not self._shutting_down:
-            protocol.dispatch(obj, self._handlers, self.log)
+    def _on_message(self, data, reply):
+        """Pass one received message to its handler."""
+        protocol.dispatch(data, self._handlers, self.log, reply,
+                          peer=reply.peer)
 
-    def _on_datagram(self, obj):
-        """Pass a received heartbeat to its handler; ignore anything else."""
-        if not self._shutting_down:
-            protocol.dispatch(obj, self._datagram_handlers, self.log)
+    def _on_datagram(self, data, peer):
+        """Pass a received heartbeat on; ignore anything else."""
+        if not self.scheduler.stopping:
+            protocol.dispatch(data, {protocol.Heartbeat: self._to_scheduler},
+                              self.log, None, peer=peer)
 
-    def _send(self, worker, msg, on_sent=None, on_error=None):
-        """Send `msg` to `worker`; a failure marks the Worker dead."""
-        def failed(exc):
-            self._mark_dead(worker, f"could not send {msg.message_type}: "
-                                    f"{exc}", lost_task_first=True)
-            if on_error is not None:
-                on_error()
-        self.log.debug("Sending %r to %r", msg, worker)
-        send_message(self.reactor, worker.host, worker.port,
-                     protocol.to_wire(msg), timeout=self.send_timeout,
-                     on_sent=on_sent, on_error=failed)
+    def _to_scheduler(self, msg, _reply):
+        """Hand a Worker's message to the Scheduler, unless stopping."""
+        if not self.scheduler.stopping:
+            self.scheduler.handle(msg)
 
-    # Workers.
+    def _on_new_job(self, msg, reply):
+        """Queue a job; answer with its id if the client asked for it."""
+        if self.scheduler.stopping:
+            self._refuse_job(msg, reply)
+            return
+        job = self.scheduler.on_new_job(msg)
+        if msg.acknowledge:
+            reply(protocol.encode(protocol.JobAccepted(job_id=job.job_id)))
 
-    def _on_register(self, msg):
-        """Record a Worker (again), acknowledge, then hand out work."""
-        now = self.reactor.time()
-        worker = self.registry.get(msg.worker_host, msg.worker_port)
-        if worker is None:
-            worker = self.registry.add(msg.worker_host, msg.worker_port, now)
-            self.log.info("Registered %r", worker)
+    def _refuse_job(self, msg, reply):
+        """Turn a job away during shutdown (ignored, as the spec does)."""
+        self.log.warning("Ignored a job: the Manager is shutting down")
+        if msg.acknowledge:
+            reply(protocol.encode(protocol.RequestRefused(
+                error="the Manager is shutting down")))
+
+    def _on_status_request(self, _msg, reply):
+        """Answer with the status snapshot."""
+        reply(protocol.encode(protocol.StatusReply(status=self.status())))
+
+    def _on_job_request(self, msg, reply):
+        """Answer with a job's state now, or once it changes (long poll)."""
+        record = self.history.job(msg.job_id)
+        if record is None:
+            reply(protocol.encode(protocol.RequestRefused(
+                error=f"no job {msg.job_id}: not submitted, or forgotten")))
+        elif self.scheduler.stopping:
+            self._answer_job(msg.job_id, reply)
         else:
-            self.log.info("Registered %r again (it was %s)", worker,
-                          worker.state)
-            self._take_back_task(worker)
-            worker.last_seen = now
-        worker.state = JOINING
-        self._watch(worker)
+            self.followers.follow(record, msg.after, reply)
 
-        def acknowledged():
-            if worker.state == JOINING:
-                worker.state = READY
-                self._schedule()
-        self._send(worker, protocol.RegisterAck(), on_sent=acknowledged)
+    def _answer_job(self, job_id, reply):
+        """Answer a `job_request` with the job's current summary."""
+        record = self.history.job(job_id)
+        reply(protocol.encode(protocol.JobReply(
+            version=record.version, job=record.view(self.history.clock()))))
 
-    def _on_heartbeat(self, msg):
-        """Note that a registered, live Worker is still there."""
-        worker = self.registry.get(msg.worker_host, msg.worker_port)
-        if worker is None or worker.state == DEAD:
-            return
-        worker.last_seen = self.reactor.time()
+    # What the status answers and the dashboard show; loop thread only.
 
-    def _watch(self, worker):
-        """Make sure a deadline will check that `worker` keeps beating."""
-        if worker.liveness_timer is None:
-            worker.liveness_timer = self.reactor.call_at(
-                worker.last_seen + self.heartbeat_timeout,
-                self._check_alive, worker)
+    def status(self):
+        """Return the status snapshot (the object of `/api/status`)."""
+        workers = self.scheduler.registry.workers()
+        return status_snapshot(self.info, self.history, workers,
+                               self.reactor.time())
 
-    def _check_alive(self, worker):
-        """At a Worker's deadline: mark it dead or move the deadline on."""
-        worker.liveness_timer = None
-        if worker.state == DEAD:
-            return
-        silent = self.reactor.time() - worker.last_seen
-        if silent >= self.heartbeat_timeout:
-            self._mark_dead(worker, f"no heartbeat for {silent:.1f}s")
-        else:
-            self._watch(worker)
+    def job(self, job_id):
+        """Return a job's detail (`/api/jobs/<id>`), or None if unknown."""
+        return job_detail(self.history, job_id)
 
-    def _mark_dead(self, worker, reason, lost_task_first=False):
-        """Mark `worker` dead and put its task, if any, back in the queue.
 
-        A task the Worker never received (`lost_task_first`) goes to the
-        front; a task taken from a Worker that died goes to the end.
+class Manager(ManagerServer):
+    """The specification's Manager: the constructor runs it until shutdown."""
+
+    def __init__(self, host, port, shared_dir=None, **settings):
+        """Listen on TCP and UDP `host:port` and run until shut down.
+
+        The shared directory is made inside `shared_dir` (default: the
+        system temp dir) and removed at the end. `settings` are the other
+        ManagerOptions (heartbeat_timeout, max_attempts, ...).
         """
-        if worker.state == DEAD:
-            return
-        worker.state = DEAD
-        if worker.liveness_timer is not None:
-            worker.liveness_timer.cancel()
-            worker.liveness_timer = None
-        self.log.warning("Marked %r dead: %s", worker, reason)
-        self._take_back_task(worker, first=lost_task_first)
-        self._schedule()
+        super().__init__(host, port, ManagerOptions(shared_dir=shared_dir,
+                                                    **settings))
+        # Signals are caught from the start to the very end, so that one
+        # arriving early or during clean-up still ends in a clean exit.
+        with stop_on_signals(self.reactor, self.shut_down):
+            self.run()
 
-    def _take_back_task(self, worker, first=False):
-        """Put the task `worker` holds back in its stage's queue."""
-        task, worker.task = worker.task, None
-        if task is None:
-            return
-        if task.job is self.job and task.job.stage.requeue(task, first):
-            self.log.info("Took %r back from %r", task, worker)
 
-    # Jobs.
+class _Running:
+    """What a started Manager holds: what to close, and its thread."""
 
-    def _on_new_job(self, msg):
-        """Queue a job, and start it if nothing else is running."""
-        job = Job(next(self._job_ids), msg, self.shared_dir)
-        self.log.info("Received %r", job)
-        self.jobs.append(job)
-        self._start_next_job()
+    def __init__(self):
+        """Hold nothing yet."""
+        self.closing = contextlib.ExitStack()
+        self.thread = None
 
-    def _start_next_job(self):
-        """Start the first queued job that can run, if none is running.
-
-        Reduce tasks of a failed job that still run on live Workers end
-        first: each would move a part file into an output directory that
-        the next job may be about to create again.
-        """
-        if self.job is not None or self._leftover_reducers():
-            return
-        while self.job is None and self.jobs:
-            job = self.jobs.popleft()
-            problem = job_problem(job, self.shared_dir)
-            if problem is None:
-                try:
-                    self._prepare(job)
-                except OSError as exc:
-                    problem = f"could not prepare its directories: {exc}"
-                    shutil.rmtree(job.job_dir, ignore_errors=True)
-            if problem is not None:
-                self.log.error("Rejected %r: %s", job, problem)
-                continue
-            self.job = job
-            self.log.info("Started %r", job)
-            self._advance()
-
-    def _prepare(self, job):
-        """Empty the output directory, make the job directory, plan maps."""
-        if os.path.isdir(job.output_directory):
-            shutil.rmtree(job.output_directory)
-        os.makedirs(job.output_directory)
-        os.makedirs(job.job_dir)
-        job.stage = Stage("map", job.map_tasks())
-
-    def _advance(self):
-        """Move the running job on: to its reduce stage, or to its end."""
-        job = self.job
-        if job.stage.done and job.stage.name == "map":
-            try:
-                job.stage = Stage("reduce", job.reduce_tasks())
-            except OSError as exc:
-                self._fail_job(f"could not list the map output: {exc}")
-                return
-            self.log.info("Job %d: map stage done, starting reduce stage",
-                          job.job_id)
-        if job.stage.done:
-            shutil.rmtree(job.job_dir, ignore_errors=True)
-            self.log.info("Finished %r", job)
-            self.job = None
-            self._start_next_job()
-            return
-        self._schedule()
-
-    def _fail_job(self, reason):
-        """Give up the running job: no partial output stays behind."""
-        job, self.job = self.job, None
-        shutil.rmtree(job.job_dir, ignore_errors=True)
-        shutil.rmtree(job.output_directory, ignore_errors=True)
-        self.log.error("Job %d failed: %s; removed its output directory %s",
-                       job.job_id, reason, job.output_directory)
-        leftovers = self._leftover_reducers()
-        if leftovers and self.jobs:
-            self.log.info("Waiting for %d reduce task(s) of job %d to end "
-                          "before the next job starts", len(leftovers),
-                          job.job_id)
-        self._start_next_job()
-
-    def _leftover_reducers(self):
-        """Return the live Workers running a reduce task of a failed job."""
-        return [worker for worker in self.registry.alive()
-                if worker.task is not None and worker.task.kind == "reduce"
-                and worker.task.job is not self.job]
-
-    # Tasks.
-
-    def _schedule(self):
-        """Hand queued tasks of the running job to ready Workers.
-
-        With no job running, a queued job may be waiting for a Worker to
-        end its task (see `_start_next_job`): try to start it.
-        """
-        if self._shutting_down:
-            return
-        if self.job is None:
-            self._start_next_job()
-            return
-        pending = self.job.stage.pending
-        while pending:
-            ready = self.registry.ready()
-            if not ready:
-                return
-            task = pending.popleft()
-            fresh = [w for w in ready if w.key not in task.failed_on]
-            self._assign(task, (fresh or ready)[0])
-
-    def _assign(self, task, worker):
-        """Give `task` to `worker` and send it the task's message."""
-        worker.state = BUSY
-        worker.task = task
-        self.log.info("Assigned %r to %r", task, worker)
-        self._send(worker, task.message())
-
-    def _worker_done(self, msg):
-        """Free the Worker that sent `msg` and return the task it held.
-
-        Returns None, after logging why, when the report does not match
-        what the Manager assigned: unknown or dead Worker, no task, or a
-        different task.
-        """
-        worker = self.registry.get(msg.worker_host, msg.worker_port)
-        if worker is None or worker.state == DEAD:
-            self.log.warning("Ignored %s of task %d from %s:%d: unknown or "
-                             "dead Worker", msg.message_type, msg.task_id,
-                             msg.worker_host, msg.worker_port)
-            return None
-        task = worker.task
-        if task is None or task.task_id != msg.task_id:
-            self.log.warning("Ignored %s of task %d from %r: it holds %r",
-                             msg.message_type, msg.task_id, worker, task)
-            return None
-        worker.task = None
-        worker.state = READY
-        return task, worker
-
-    def _on_finished(self, msg):
-        """Record a finished task and move the job on."""
-        done = self._worker_done(msg)
-        if done is None:
-            return
-        task, worker = done
-        self.log.info("%r finished %r", worker, task)
-        if task.job is self.job and self.job.stage.finish(task):
-            self._advance()
-        else:
-            self._schedule()
-
-    def _on_task_failed(self, msg):
-        """Retry a failed task elsewhere, or fail the job after the last."""
-        done = self._worker_done(msg)
-        if done is None:
-            return
-        task, worker = done
-        task.failures += 1
-        task.failed_on.add(worker.key)
-        self.log.warning("%r failed %r (attempt %d of %d): %s", worker,
-                         task, task.failures, self.max_attempts, msg.error)
-        if task.job is not self.job:
-            self._schedule()
-        elif task.failures >= self.max_attempts:
-            executable = task.message().executable
-            self._fail_job(f"{task!r} with executable {executable!r} failed "
-                           f"{task.failures} times; last error: {msg.error}")
-        else:
-            self.job.stage.requeue(task, first=True)
-            self._schedule()
-
-    # Shutdown.
-
-    def _on_shutdown(self, _msg=None):
-        """Tell every live Worker to shut down, then stop the loop."""
-        if self._shutting_down:
-            return
-        self._shutting_down = True
-        self.log.info("Shutting down")
-        waiting = self.registry.alive()
-        if not waiting:
-            self.reactor.stop()
-            return
-
-        def sent_to(worker):
-            waiting.remove(worker)
-            if not waiting:
-                self.reactor.stop()
-        for worker in list(waiting):
-            send_message(self.reactor, worker.host, worker.port,
-                         protocol.to_wire(protocol.Shutdown()),
-                         timeout=self.send_timeout,
-                         on_sent=lambda w=worker: sent_to(w),
-                         on_error=lambda exc, w=worker: sent_to(w))
+    def __repr__(self):
+        """Show the thread."""
+        return f"_Running(thread={self.thread!r})"

@@ -50,6 +50,10 @@ class WorkerRegistry:
         self._workers[worker.key] = worker
         return worker
 
+    def workers(self):
+        """Return every Worker, dead ones too, in registration order."""
+        return list(self._workers.values())
+
     def ready(self):
         """Return the Workers that can take a task, in registration order."""
         return [w for w in self._workers.values() if w.state == READY]

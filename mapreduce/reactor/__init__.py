@@ -1,12 +1,15 @@
 """An event loop over selectors and its network parts; knows no MapReduce."""
 
-from mapreduce.reactor.loop import Handle, Reactor
+from mapreduce.reactor.loop import Guard, Handle, Reactor
 from mapreduce.reactor.net import (
-    DatagramServer, MessageServer, send_datagram, send_message,
+    DatagramServer, Limits, MessageServer, Reply, request, send_datagram,
+    send_message,
 )
 from mapreduce.reactor.pipes import LineReader
+from mapreduce.reactor.web import HttpServer
 
 __all__ = [
-    "DatagramServer", "Handle", "LineReader", "MessageServer", "Reactor",
-    "send_datagram", "send_message",
+    "DatagramServer", "Guard", "Handle", "HttpServer", "LineReader", "Limits",
+    "MessageServer", "Reactor", "Reply", "request", "send_datagram",
+    "send_message",
 ]

@@ -14,37 +14,197 @@ import os
 import selectors
 import threading
 import time
+import typing
 
 _EVENT_READ = selectors.EVENT_READ
 _EVENT_WRITE = selectors.EVENT_WRITE
 
 
 class Handle:
-    """A callback scheduled on the loop; `cancel()` stops it from running."""
+    """A callback scheduled on the loop; `cancel()` stops it from running.
 
-    __slots__ = ("when", "callback", "args", "cancelled", "_reactor")
+    A timer's Handle knows whether it is still `scheduled` (in its Timers'
+    heap), so that the heap's count of cancelled timers is exact.
+    """
 
-    def __init__(self, when, callback, args, reactor=None):
+    __slots__ = ("when", "callback", "args", "cancelled", "scheduled",
+                 "_timers")
+
+    def __init__(self, when, callback, args, timers=None):
         """Remember what to call, with which arguments, and when."""
         self.when = when
         self.callback = callback
         self.args = args
         self.cancelled = False
-        self._reactor = reactor
+        self.scheduled = False
+        self._timers = timers
 
     def cancel(self):
         """Make sure the callback never runs; safe to call more than once."""
-        if not self.cancelled:
-            self.cancelled = True
-            self.callback = None
-            self.args = ()
-            if self._reactor is not None:
-                self._reactor.timer_cancelled()
+        if self.cancelled:
+            return
+        self.cancelled = True
+        self.callback = None
+        self.args = ()
+        if self.scheduled:
+            self._timers.cancelled_one()
 
     def __repr__(self):
         """Show the callback and, for a timer, when it is due."""
         state = "cancelled" if self.cancelled else repr(self.callback)
         return f"Handle(when={self.when!r}, callback={state})"
+
+
+class TimerCounts(typing.NamedTuple):
+    """How many timers wait in the heap: live, and cancelled not yet gone."""
+
+    scheduled: int
+    cancelled: int
+
+
+class Timers:
+    """The loop's deadlines: a heap of Handles in (when, sequence) order.
+
+    Cancelled timers stay in the heap until they come to the top or until
+    they are more than half of it, when they are all dropped at once;
+    `cancelled` counts exactly those still in the heap.
+    """
+
+    COMPACT_AFTER = 64
+
+    def __init__(self):
+        """Start with no timers."""
+        self._heap = []
+        self._sequence = itertools.count()
+        self.cancelled = 0
+
+    def counts(self):
+        """Return the TimerCounts of the heap."""
+        return TimerCounts(len(self._heap) - self.cancelled, self.cancelled)
+
+    def add(self, when, callback, args):
+        """Schedule `callback(*args)` at loop time `when`; return a Handle."""
+        handle = Handle(when, callback, args, self)
+        handle.scheduled = True
+        heapq.heappush(self._heap, (when, next(self._sequence), handle))
+        return handle
+
+    def cancelled_one(self):
+        """Count a scheduled timer just cancelled; drop them when many."""
+        self.cancelled += 1
+        if (self.cancelled > self.COMPACT_AFTER
+                and self.cancelled * 2 > len(self._heap)):
+            kept = []
+            for entry in self._heap:
+                if entry[2].cancelled:
+                    entry[2].scheduled = False
+                else:
+                    kept.append(entry)
+            heapq.heapify(kept)
+            self._heap = kept
+            self.cancelled = 0
+
+    def next_deadline(self):
+        """Return when the first live timer is due, or None if none is."""
+        heap = self._heap
+        while heap and heap[0][2].cancelled:
+            self._pop()
+        return heap[0][0] if heap else None
+
+    def pop_due(self, now, ready):
+        """Move the live timers due at `now` to the deque `ready`."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            handle = self._pop()
+            if not handle.cancelled:
+                ready.append(handle)
+
+    def clear(self):
+        """Forget every timer."""
+        for entry in self._heap:
+            entry[2].scheduled = False
+        self._heap.clear()
+        self.cancelled = 0
+
+    def _pop(self):
+        """Take the first timer off the heap and return its Handle."""
+        handle = heapq.heappop(self._heap)[2]
+        handle.scheduled = False
+        if handle.cancelled:
+            self.cancelled -= 1
+        return handle
+
+
+class Waker:
+    """A self-pipe: any thread can wake the loop sleeping in `select()`."""
+
+    def __init__(self):
+        """Open the pipe, non-blocking at both ends."""
+        self.lock = threading.Lock()
+        self.closed = False
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+
+    def wake(self):
+        """Make the read end readable; harmless once closed."""
+        with self.lock:
+            if not self.closed:
+                try:
+                    os.write(self.write_fd, b"\0")
+                except BlockingIOError:
+                    pass  # The pipe is full: the loop is awake already.
+
+    def drain(self):
+        """Empty the pipe; loop thread only."""
+        try:
+            while os.read(self.read_fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self):
+        """Close the pipe; return False if it was closed already."""
+        with self.lock:
+            if self.closed:
+                return False
+            self.closed = True
+        os.close(self.read_fd)
+        os.close(self.write_fd)
+        return True
+
+
+class Guard:
+    """A `with` block that logs an exception of its body and goes on.
+
+    The loop must outlive any one callback's bug: an `Exception` raised in
+    the block is logged with its traceback, as "Error in `kind` `what`",
+    and stops there; `failed` tells the caller it happened. Anything else
+    (KeyboardInterrupt, SystemExit) goes on up.
+    """
+
+    __slots__ = ("log", "kind", "what", "failed")
+
+    def __init__(self, log, kind="callback", what=None):
+        """Log through `log`, naming the guarded code by `kind` and `what`."""
+        self.log = log
+        self.kind = kind
+        self.what = what
+        self.failed = False
+
+    def __enter__(self):
+        """Start a block that has not failed yet."""
+        self.failed = False
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        """Log an Exception and stop it; let anything else go on."""
+        if exc_type is None or not issubclass(exc_type, Exception):
+            return False
+        self.failed = True
+        self.log.error("Error in %s %r", self.kind, self.what,
+                       exc_info=(exc_type, exc, traceback))
+        return True
 
 
 class Reactor:
@@ -58,17 +218,12 @@ class Reactor:
         """Create the selector and the self-pipe that wakes it up."""
         self.log = logger or logging.getLogger(__name__)
         self._selector = selectors.DefaultSelector()
-        self._timers = []
-        self._cancelled_timers = 0
-        self._sequence = itertools.count()
+        self._timers = Timers()
         self._ready = collections.deque()
         self._stopping = False
-        self._closed = False
-        self._wake_lock = threading.Lock()
-        self._wake_read, self._wake_write = os.pipe()
-        os.set_blocking(self._wake_read, False)
-        os.set_blocking(self._wake_write, False)
-        self.add_reader(self._wake_read, self._drain_wakeups)
+        self._guard = Guard(self.log)
+        self._waker = Waker()
+        self.add_reader(self._waker.read_fd, self._waker.drain)
 
     # Time and timers.
 
@@ -83,9 +238,7 @@ class Reactor:
 
     def call_at(self, when, callback, *args):
         """Run `callback(*args)` at loop time `when`; return its Handle."""
-        handle = Handle(when, callback, args, self)
-        heapq.heappush(self._timers, (when, next(self._sequence), handle))
-        return handle
+        return self._timers.add(when, callback, args)
 
     def call_soon(self, callback, *args):
         """Run `callback(*args)` on the next turn of the loop."""
@@ -96,23 +249,15 @@ class Reactor:
     def call_soon_threadsafe(self, callback, *args):
         """From any thread: run `callback(*args)` on the loop, waking it."""
         handle = self.call_soon(callback, *args)
-        with self._wake_lock:
-            if not self._closed:
-                try:
-                    os.write(self._wake_write, b"\0")
-                except BlockingIOError:
-                    pass  # The pipe is full: the loop is awake already.
+        self._waker.wake()
         return handle
 
-    def timer_cancelled(self):
-        """Count a cancelled timer; drop them all once they are many."""
-        self._cancelled_timers += 1
-        if (self._cancelled_timers > 64
-                and self._cancelled_timers * 2 > len(self._timers)):
-            self._timers = [entry for entry in self._timers
-                            if not entry[2].cancelled]
-            heapq.heapify(self._timers)
-            self._cancelled_timers = 0
+    def timer_counts(self):
+        """Return the TimerCounts: timers scheduled, and cancelled ones kept.
+
+        Loop thread only; for tests and measurements.
+        """
+        return self._timers.counts()
 
     # Readers and writers.
 
@@ -179,13 +324,9 @@ class Reactor:
 
     def close(self):
         """Release the selector and the self-pipe; the loop must be done."""
-        with self._wake_lock:
-            if self._closed:
-                return
-            self._closed = True
+        if not self._waker.close():
+            return
         self._selector.close()
-        os.close(self._wake_read)
-        os.close(self._wake_write)
         self._timers.clear()
         self._ready.clear()
 
@@ -193,12 +334,10 @@ class Reactor:
         """Seconds until something is due, or None to sleep until woken."""
         if self._ready:
             return 0
-        while self._timers and self._timers[0][2].cancelled:
-            heapq.heappop(self._timers)
-            self._cancelled_timers = max(0, self._cancelled_timers - 1)
-        if not self._timers:
+        deadline = self._timers.next_deadline()
+        if deadline is None:
             return None
-        return max(0.0, self._timers[0][0] - self.time())
+        return max(0.0, deadline - self.time())
 
     def _run_once(self):
         """Wait for events or the next deadline, then run what is due."""
@@ -207,17 +346,28 @@ class Reactor:
                 self._dispatch(key.fd, 0)
             if mask & _EVENT_WRITE:
                 self._dispatch(key.fd, 1)
-        now = self.time()
-        while self._timers and self._timers[0][0] <= now:
-            handle = heapq.heappop(self._timers)[2]
-            if handle.cancelled:
-                self._cancelled_timers = max(0, self._cancelled_timers - 1)
-            else:
-                self._ready.append(handle)
-        for _ in range(len(self._ready)):
-            handle = self._ready.popleft()
-            if not handle.cancelled:
-                self._call(handle.callback, handle.args)
+        self._timers.pop_due(self.time(), self._ready)
+        self._run_ready(len(self._ready))
+
+    def _run_ready(self, count):
+        """Run the first `count` callbacks of the ready queue, in order.
+
+        One guarded block runs them all; when a callback fails, the guard
+        logs it and a new block goes on with the next one. (A block per
+        callback would cost more than the callbacks themselves.)
+        """
+        ready = self._ready
+        guard = self._guard
+        guard.log = self.log
+        while count:
+            with guard:
+                while count:
+                    count -= 1
+                    handle = ready.popleft()
+                    if not handle.cancelled:
+                        guard.what = handle.callback
+                        handle.callback(*handle.args)
+        guard.what = None  # Keep nothing alive that the loop is done with.
 
     def _dispatch(self, fd, slot):
         """Run the current reader or writer callback of `fd`, if any.
@@ -232,16 +382,9 @@ class Reactor:
 
     def _call(self, callback, args):
         """Run one callback; a failing callback is logged, never fatal."""
-        try:
+        guard = self._guard
+        guard.log = self.log
+        guard.what = callback
+        with guard:
             callback(*args)
-        except Exception:  # pylint: disable=broad-exception-caught
-            # The loop must outlive any one callback's bug.
-            self.log.exception("Error in callback %r", callback)
-
-    def _drain_wakeups(self):
-        """Empty the self-pipe; the posted callbacks are already queued."""
-        try:
-            while os.read(self._wake_read, 4096):
-                pass
-        except BlockingIOError:
-            pass
+        guard.what = None

@@ -85,10 +85,11 @@ class Worker:
 
     # Messages.
 
-    def _on_message(self, obj):
-        """Pass a received object to its handler, unless stopping."""
+    def _on_message(self, data, reply):
+        """Pass a received message to its handler, unless stopping."""
         if not self.stopping:
-            protocol.dispatch(obj, self._handlers, self.log)
+            protocol.dispatch(data, self._handlers, self.log,
+                              peer=reply.peer)
 
     def _send_to_manager(self, msg, attempts=SEND_ATTEMPTS):
         """Send `msg` to the Manager, trying again a few times if it fails."""
@@ -103,8 +104,8 @@ class Worker:
                 self.log.error("Could not send %r to the Manager: %s",
                                msg, exc)
         self.log.debug("Sending %r", msg)
-        send_message(self.reactor, self.manager_host, self.manager_port,
-                     protocol.to_wire(msg), timeout=self.send_timeout,
+        send_message(self.reactor, (self.manager_host, self.manager_port),
+                     protocol.encode(msg), timeout=self.send_timeout,
                      on_error=failed)
 
     # Registration and heartbeats.
@@ -133,8 +134,8 @@ class Worker:
         # Delivered but never acknowledged (the Manager could not reach us
         # back): ask again, but rarely, since the Manager treats a second
         # register as a Worker that died and came back.
-        send_message(self.reactor, self.manager_host, self.manager_port,
-                     protocol.to_wire(msg), timeout=self.send_timeout,
+        send_message(self.reactor, (self.manager_host, self.manager_port),
+                     protocol.encode(msg), timeout=self.send_timeout,
                      on_sent=lambda: retry_after(ACK_TIMEOUT),
                      on_error=failed)
 
@@ -155,7 +156,7 @@ class Worker:
             return
         msg = protocol.Heartbeat(worker_host=self.host, worker_port=self.port)
         send_datagram(self.manager_host, self.manager_port,
-                      protocol.to_wire(msg), self.log)
+                      protocol.encode(msg), self.log)
         self.reactor.call_later(self.heartbeat_interval, self._heartbeat)
 
     # Tasks.

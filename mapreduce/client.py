@@ -1,0 +1,129 @@
+"""Talking to a Manager from a program: submit, ask for status, follow a job.
+
+These are the protocol extensions of the README ("Answers on the same
+connection") as blocking functions, for the command-line tools, scripts
+and tests. `address` is a `(host, port)` pair. Every failure is a
+`ClientError` whose message is one line meant for a user.
+"""
+
+import time
+
+from mapreduce import defaults, protocol
+from mapreduce.reactor.net import request
+
+
+class ClientError(Exception):
+    """The Manager could not be asked, or did not answer as a Manager."""
+
+
+class Unreachable(ClientError):
+    """Nothing answered at the address, or the connection broke."""
+
+
+class NotAManager(ClientError):
+    """Something answered, but not as a Manager does."""
+
+
+class Refused(ClientError):
+    """The Manager answered that it cannot do what was asked."""
+
+
+def _where(address):
+    """Return 'host:port'."""
+    return f"{address[0]}:{address[1]}"
+
+
+def ask(address, msg, timeout=defaults.CONNECT_TIMEOUT):
+    """Send `msg` to the Manager and return its answer, a message.
+
+    Raises Unreachable, NotAManager (no answer, or not one of ours) or
+    Refused (a `request_refused` answer).
+    """
+    try:
+        data = request(address[0], address[1], protocol.encode(msg), timeout)
+    except OSError as exc:
+        raise Unreachable(f"cannot reach the Manager at {_where(address)}: "
+                          f"{exc.strerror or exc}") from exc
+    if not data:
+        raise NotAManager(f"no answer from {_where(address)}: is it a "
+                          "Manager (and not a Worker)?")
+    try:
+        answer = protocol.decode(data)
+    except protocol.ProtocolError as exc:
+        raise NotAManager(f"{_where(address)} answered, but not as a "
+                          f"Manager: {exc}") from exc
+    if isinstance(answer, protocol.RequestRefused):
+        raise Refused(f"the Manager at {_where(address)} refused: "
+                      f"{answer.error}")
+    return answer
+
+
+def _expect(answer, kind, address):
+    """Return `answer` if it is a `kind` message, else raise NotAManager."""
+    if not isinstance(answer, kind):
+        raise NotAManager(f"{_where(address)} answered "
+                          f"{answer.message_type!r}, not "
+                          f"{kind.message_type!r}")
+    return answer
+
+
+def submit(address, job):
+    """Submit `job` (a NewManagerJob) and return the id the Manager gave."""
+    job = protocol.NewManagerJob(**{**vars(job), "acknowledge": True})
+    answer = ask(address, job)
+    return _expect(answer, protocol.JobAccepted, address).job_id
+
+
+def status(address):
+    """Return the Manager's status snapshot (see the README)."""
+    answer = ask(address, protocol.StatusRequest())
+    return _expect(answer, protocol.StatusReply, address).status
+
+
+def job_state(address, job_id, after=-1):
+    """Return `(version, summary)` of a job once newer than `after`.
+
+    With `after` below the job's version this answers at once; else the
+    Manager holds the question for a few seconds or until the job changes.
+    """
+    answer = ask(address, protocol.JobRequest(job_id=job_id, after=after),
+                 timeout=defaults.POLL_TIMEOUT + defaults.CONNECT_TIMEOUT)
+    answer = _expect(answer, protocol.JobReply, address)
+    return answer.version, answer.job
+
+
+ENDED = ("finished", "failed", "rejected", "abandoned")
+
+
+def follow(address, job_id):
+    """Yield a job's summary as it changes (and every few seconds).
+
+    Ends after the summary of the job's end. A Manager that goes away is
+    a ClientError.
+    """
+    version = -1
+    while True:
+        try:
+            version, summary = job_state(address, job_id, version)
+        except (Unreachable, NotAManager) as exc:
+            raise Unreachable(f"lost the Manager at {_where(address)} while "
+                              f"following job {job_id}: {exc}") from exc
+        yield summary
+        if summary["state"] in ENDED:
+            return
+
+
+def wait_for_job(address, job_id, timeout=None):
+    """Wait until job `job_id` ends; return its last summary.
+
+    Raises TimeoutError after `timeout` seconds (None: wait as long as it
+    takes), and ClientError if the Manager goes away.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for summary in follow(address, job_id):
+        if summary["state"] in ENDED:
+            return summary
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"job {job_id} did not end within "
+                               f"{timeout:g}s (it is {summary['state']})")
+    raise ClientError(f"lost job {job_id}")  # follow() always ends on one.

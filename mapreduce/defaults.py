@@ -1,0 +1,25 @@
+"""Default settings of the Manager and the client commands, in one place."""
+
+# Where a Manager listens, and where the client commands look for it.
+MANAGER_HOST = "localhost"
+MANAGER_PORT = 6000
+
+# A Worker silent this long (5 missed 2 s heartbeats) is marked dead.
+HEARTBEAT_TIMEOUT = 10.0
+# A task that fails this many times fails its job.
+MAX_ATTEMPTS = 3
+# Seconds the Manager gives one outgoing message to be delivered.
+SEND_TIMEOUT = 5.0
+
+# Seconds a client waits to connect and to get an answer.
+CONNECT_TIMEOUT = 10.0
+# Seconds the Manager holds a job_request when nothing changes (long poll).
+POLL_TIMEOUT = 5.0
+
+# The Manager remembers this many ended jobs ...
+HISTORY_JOBS = 100
+# ... keeps the task attempts of this many of them (the newest) ...
+DETAILED_JOBS = 10
+# ... and at most this many events and task attempts per job.
+EVENTS_PER_JOB = 200
+ATTEMPTS_PER_JOB = 10000
