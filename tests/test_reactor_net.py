@@ -9,6 +9,7 @@ import os
 import queue
 import select
 import socket
+import struct
 import threading
 import time
 
@@ -291,6 +292,23 @@ def test_any_bytes_are_delivered_as_they_are(loop, server, caplog, data):
     assert queue.Queue.get(messages, timeout=WAIT) == data
     loop.sync()
     assert not warnings_in(caplog)
+
+
+def test_reset_connection_is_logged_and_dropped(loop, server, caplog):
+    """A client that resets mid-message is a warning; work goes on."""
+    server, messages = server
+    caplog.set_level(logging.WARNING)
+    client = connect(server.port)
+    client.sendall(b'{"half": ')
+    loop.sync()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                      struct.pack("ii", 1, 0))
+    client.close()
+    wait_for(lambda: loop.call(lambda: server.open_connections) == 0, WAIT)
+    assert any("Ignored what" in warning for warning in warnings_in(caplog))
+    send_raw(server.port, b'{"after": "reset"}')
+    assert messages.get(timeout=WAIT) == {"after": "reset"}
+    assert messages.empty()
 
 
 def test_oldest_connection_is_dropped_beyond_the_limit(loop, caplog):
