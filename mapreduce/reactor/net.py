@@ -143,10 +143,9 @@ class Connection:
 
     The server it belongs to gets what arrives (`data_received`, with b""
     at EOF), a missed read deadline (`read_timed_out`) and a failed read
-    (`read_failed`). After `send`,
-    the connection writes without blocking, half-closes, waits briefly for
-    the client to close too (so that nothing unread turns into a reset
-    that could destroy the answer), and closes.
+    (`read_failed`). After `send`, the connection writes without blocking,
+    half-closes, waits briefly for the client to close too (so that nothing
+    unread turns into a reset that could destroy the answer), and closes.
     """
 
     def __init__(self, server, sock, peer):
