@@ -603,6 +603,36 @@ def test_a_kept_reply_dropped_unanswered_closes(loop):
         loop.call(server.close)
 
 
+class ThreadNoting(MessageServer):
+    """A MessageServer that notes the thread where connections end."""
+
+    def __init__(self, *args):
+        """Start with no connection ended."""
+        self.closing_threads = []
+        super().__init__(*args)
+
+    def forget(self, connection):
+        """Note the thread, then forget the connection."""
+        self.closing_threads.append(threading.get_ident())
+        super().forget(connection)
+
+
+def test_a_reply_dropped_in_another_thread_closes_on_the_loop(loop):
+    """A reply dropped outside the loop's thread has the loop close it."""
+    replier = Replier(lambda data: None)
+    server = loop.call(lambda: ThreadNoting(loop.reactor, HOST, 0,
+                                            replier.on_message))
+    try:
+        waiting = request_in_thread(server.port, b"wait")
+        held = [replier.held.get(timeout=WAIT)]
+        held.clear()  # The last reference goes, in this thread.
+        assert waiting.get(timeout=WAIT) == b""
+        loop.sync()
+        assert server.closing_threads == [loop.thread.ident]
+    finally:
+        loop.call(server.close)
+
+
 def test_client_gone_before_the_reply_is_harmless(loop, caplog):
     """Clients that hang up before their answer disturb nobody."""
     server, replier = start_replier(

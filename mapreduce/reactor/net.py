@@ -349,7 +349,7 @@ class Reply:
     answers once; later calls, and calls after the client went away, are
     logged at debug level and do nothing. The connection lives as long as
     its reply: a reply that is dropped without being called (the handler
-    did not keep it) closes its connection. Loop thread only.
+    did not keep it) closes its connection. Call it on the loop thread.
     """
 
     __slots__ = ("peer", "_connection", "_log", "__weakref__")
@@ -380,8 +380,15 @@ class Reply:
 
 
 def _abandon(connection):
-    """Close a connection whose reply was dropped without being called."""
-    if not connection.answering:
+    """Close a connection whose reply was dropped without being called.
+
+    A reply may be dropped in another thread (the garbage collector runs
+    wherever it is triggered): the closing is then handed to the loop.
+    """
+    reactor = connection.server.reactor
+    if not reactor.in_loop_thread():
+        reactor.call_soon_threadsafe(_abandon, connection)
+    elif not connection.answering:
         connection.close()
 
 
