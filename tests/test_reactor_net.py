@@ -9,6 +9,7 @@ import os
 import queue
 import select
 import socket
+import struct
 import threading
 import time
 
@@ -291,6 +292,23 @@ def test_any_bytes_are_delivered_as_they_are(loop, server, caplog, data):
     assert queue.Queue.get(messages, timeout=WAIT) == data
     loop.sync()
     assert not warnings_in(caplog)
+
+
+def test_reset_connection_is_logged_and_dropped(loop, server, caplog):
+    """A client that resets mid-message is a warning; work goes on."""
+    server, messages = server
+    caplog.set_level(logging.WARNING)
+    client = connect(server.port)
+    client.sendall(b'{"half": ')
+    loop.sync()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                      struct.pack("ii", 1, 0))
+    client.close()
+    wait_for(lambda: loop.call(lambda: server.open_connections) == 0, WAIT)
+    assert any("Ignored what" in warning for warning in warnings_in(caplog))
+    send_raw(server.port, b'{"after": "reset"}')
+    assert messages.get(timeout=WAIT) == {"after": "reset"}
+    assert messages.empty()
 
 
 def test_oldest_connection_is_dropped_beyond_the_limit(loop, caplog):
@@ -581,6 +599,36 @@ def test_a_kept_reply_dropped_unanswered_closes(loop):
         loop.call(held.clear)
         assert waiting.get(timeout=WAIT) == b""
         assert loop.call(lambda: server.open_connections) == 0
+    finally:
+        loop.call(server.close)
+
+
+class ThreadNoting(MessageServer):
+    """A MessageServer that notes the thread where connections end."""
+
+    def __init__(self, *args):
+        """Start with no connection ended."""
+        self.closing_threads = []
+        super().__init__(*args)
+
+    def forget(self, connection):
+        """Note the thread, then forget the connection."""
+        self.closing_threads.append(threading.get_ident())
+        super().forget(connection)
+
+
+def test_a_reply_dropped_in_another_thread_closes_on_the_loop(loop):
+    """A reply dropped outside the loop's thread has the loop close it."""
+    replier = Replier(lambda data: None)
+    server = loop.call(lambda: ThreadNoting(loop.reactor, HOST, 0,
+                                            replier.on_message))
+    try:
+        waiting = request_in_thread(server.port, b"wait")
+        held = [replier.held.get(timeout=WAIT)]
+        held.clear()  # The last reference goes, in this thread.
+        assert waiting.get(timeout=WAIT) == b""
+        loop.sync()
+        assert server.closing_threads == [loop.thread.ident]
     finally:
         loop.call(server.close)
 

@@ -6,10 +6,10 @@ from mapreduce.reactor.net import (
     send_message,
 )
 from mapreduce.reactor.pipes import LineReader
-from mapreduce.reactor.web import HttpServer
+from mapreduce.reactor.web import HTTP_LIMITS, HttpServer
 
 __all__ = [
-    "DatagramServer", "Guard", "Handle", "HttpServer", "LineReader", "Limits",
-    "MessageServer", "Reactor", "Reply", "request", "send_datagram",
-    "send_message",
+    "HTTP_LIMITS", "DatagramServer", "Guard", "Handle", "HttpServer",
+    "LineReader", "Limits", "MessageServer", "Reactor", "Reply", "request",
+    "send_datagram", "send_message",
 ]

@@ -136,12 +136,17 @@ class Timers:
 
 
 class Waker:
-    """A self-pipe: any thread can wake the loop sleeping in `select()`."""
+    """A self-pipe: any thread can wake the loop sleeping in `select()`.
+
+    `loop_thread` is the identity of the thread that runs the loop (None
+    before `run()`), so that code can tell whether it runs there.
+    """
 
     def __init__(self):
         """Open the pipe, non-blocking at both ends."""
         self.lock = threading.Lock()
         self.closed = False
+        self.loop_thread = None
         self.read_fd, self.write_fd = os.pipe()
         os.set_blocking(self.read_fd, False)
         os.set_blocking(self.write_fd, False)
@@ -252,6 +257,10 @@ class Reactor:
         self._waker.wake()
         return handle
 
+    def in_loop_thread(self):
+        """Tell whether the caller runs in the thread that runs the loop."""
+        return threading.get_ident() == self._waker.loop_thread
+
     def timer_counts(self):
         """Return the TimerCounts: timers scheduled, and cancelled ones kept.
 
@@ -315,6 +324,7 @@ class Reactor:
     def run(self):
         """Run until `stop()` is called."""
         self._stopping = False
+        self._waker.loop_thread = threading.get_ident()
         while not self._stopping:
             self._run_once()
 

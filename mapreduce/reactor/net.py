@@ -142,10 +142,10 @@ class Connection:
     """One accepted TCP connection: read, then write, each with a deadline.
 
     The server it belongs to gets what arrives (`data_received`, with b""
-    at EOF) and a missed read deadline (`read_timed_out`). After `send`,
-    the connection writes without blocking, half-closes, waits briefly for
-    the client to close too (so that nothing unread turns into a reset
-    that could destroy the answer), and closes.
+    at EOF), a missed read deadline (`read_timed_out`) and a failed read
+    (`read_failed`). After `send`, the connection writes without blocking,
+    half-closes, waits briefly for the client to close too (so that nothing
+    unread turns into a reset that could destroy the answer), and closes.
     """
 
     def __init__(self, server, sock, peer):
@@ -223,9 +223,8 @@ class Connection:
         except BlockingIOError:
             return
         except OSError as exc:
-            self.server.log.warning("Ignored message from %s: %s", self.peer,
-                                    exc)
             self.close()
+            self.server.read_failed(self, exc)
             return
         self.server.data_received(self, data)
 
@@ -269,9 +268,9 @@ class Connection:
 class StreamServer(Server):
     """A TCP server: accepts connections, within `limits`, for subclasses.
 
-    Subclasses start each new connection (`connection_made`), and take what
-    it receives (`data_received`) and a missed read deadline
-    (`read_timed_out`).
+    Subclasses may start each new connection differently
+    (`connection_made`), and take what it receives (`data_received`) and a
+    missed read deadline (`read_timed_out`).
     """
 
     def __init__(self, reactor, address, limits=None):
@@ -306,6 +305,10 @@ class StreamServer(Server):
     def read_timed_out(self, connection):
         """Handle a connection that missed its read deadline."""
         raise NotImplementedError
+
+    def read_failed(self, connection, error):
+        """Log a connection (closed now) that failed while reading."""
+        self.log.warning("Ignored what %s sent: %s", connection.peer, error)
 
     def _on_readable(self):
         """Accept the connections that are waiting, without blocking."""
@@ -346,7 +349,7 @@ class Reply:
     answers once; later calls, and calls after the client went away, are
     logged at debug level and do nothing. The connection lives as long as
     its reply: a reply that is dropped without being called (the handler
-    did not keep it) closes its connection. Loop thread only.
+    did not keep it) closes its connection. Call it on the loop thread.
     """
 
     __slots__ = ("peer", "_connection", "_log", "__weakref__")
@@ -377,8 +380,15 @@ class Reply:
 
 
 def _abandon(connection):
-    """Close a connection whose reply was dropped without being called."""
-    if not connection.answering:
+    """Close a connection whose reply was dropped without being called.
+
+    A reply may be dropped in another thread (the garbage collector runs
+    wherever it is triggered): the closing is then handed to the loop.
+    """
+    reactor = connection.server.reactor
+    if not reactor.in_loop_thread():
+        reactor.call_soon_threadsafe(_abandon, connection)
+    elif not connection.answering:
         connection.close()
 
 

@@ -148,6 +148,10 @@ class HttpServer(StreamServer):
             http.HTTPStatus.REQUEST_TIMEOUT,
             f"head not sent within {self.limits.read_timeout:g}s"))
 
+    def read_failed(self, connection, error):
+        """Log a client whose connection failed (browsers do reset)."""
+        self.log.info("HTTP client %s went away: %s", connection.peer, error)
+
     def _answer(self, connection, head):
         """Answer a whole request head."""
         try:
