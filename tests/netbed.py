@@ -31,6 +31,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 PREFIX = "mrnb-"
@@ -250,6 +251,16 @@ class Bed:
         """Return the argv that runs `argv` inside host `name`."""
         return [ip_command() or "ip", "netns", "exec",
                 self.host(name).namespace, *map(str, argv)]
+
+    def reaches(self, name, address, port, timeout=1.0):
+        """Tell whether host `name` can open a TCP connection to a port."""
+        probe = ("import socket, sys; socket.create_connection("
+                 "(sys.argv[1], int(sys.argv[2])), float(sys.argv[3]))")
+        result = subprocess.run(
+            self.command(name, [sys.executable, "-c", probe, address, port,
+                                timeout]),
+            capture_output=True, check=False, timeout=timeout + 30)
+        return result.returncode == 0
 
     def pids(self, name):
         """Return the pids of the processes running on host `name`."""

@@ -146,7 +146,11 @@ def command_job(session, args):
     """Submit word count from the client host; wait for it; check it."""
     cluster = session.cluster()
     log = cluster.log("manager")
-    job_id = len(log.grep(r"\] Received Job\("))
+    # Job ids count from 0 in each run of the Manager.
+    lines = log.texts()
+    runs = [n for n, line in enumerate(lines) if "] Listening on " in line]
+    job_id = sum("] Received Job(" in line
+                 for line in lines[runs[-1] if runs else 0:])
     mapper = (slow_mapper(session, args.slow) if args.slow
               else EXAMPLES / "wc_map.py")
     job = JobSpec(EXAMPLES / "input", session.directory / "output", mapper,
@@ -154,7 +158,8 @@ def command_job(session, args):
     started = time.monotonic()
     print(cluster.submit_job(job).stdout, end="")
     ended = log.wait(rf"Finished Job\(job_id={job_id},|Job {job_id} failed"
-                     rf"|Rejected Job\(job_id={job_id},", timeout=3600)
+                     rf"|Rejected Job\(job_id={job_id},", since=started,
+                     timeout=3600)
     outcome = ended[0][1].split("] ", 1)[-1].split("(", 1)[0]
     print(f"job {job_id} ended after {time.monotonic() - started:.1f}s: "
           f"{outcome}")

@@ -11,12 +11,14 @@ Needs root and `ip`; elsewhere every test here skips with one line.
 """
 
 import re
+import subprocess
+import sys
 import time
 
 import pytest
 
 from tests.chaos_tools import check_assignments
-from tests.netbed import Bed, BedError, sweep, unavailable
+from tests.netbed import Bed, BedError, bed_namespaces, sweep, unavailable
 from tests.netbed_cluster import (
     Cluster, ClusterOptions, JobSpec, remote_worker,
 )
@@ -242,3 +244,62 @@ def test_host_reboot_mid_task(cluster):
     assert check_assignments(log.texts()).reassigned == 1
     print(f"[netbed] host reboot mid-task: re-registered after "
           f"{time.monotonic() - booted:.1f}s from boot; job {seconds:.1f}s")
+
+
+def running(pid):
+    """Tell whether process `pid` runs (exists and is not a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as file:
+            return file.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_bed_cuts_and_heals_a_host(bed):
+    """A cut host is unreachable, a healed one reachable; others unharmed."""
+    worker1 = bed.host("worker1").address
+    with subprocess.Popen(bed.command("worker1", [
+            sys.executable, "-m", "http.server", "--bind", worker1,
+            "8000"]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+        wait_for(lambda: bed.reaches("client", worker1, 8000),
+                 what="the listener on worker1")
+        assert bed.reaches("outsider", worker1, 8000)
+        bed.cut("worker1")
+        assert bed.is_cut("worker1") and not bed.is_cut("client")
+        assert not bed.reaches("client", worker1, 8000)
+        bed.heal("worker1")
+        wait_for(lambda: bed.reaches("client", worker1, 8000),
+                 what="worker1 to be reachable again")
+        bed.power_off("worker1")
+    assert not bed.pids("worker1")
+
+
+def test_bed_leaves_nothing_behind():
+    """Leaving a bed by an exception removes it and what ran in it; a
+    sweep removes the bed of a dead owner (processes too), not a live one's.
+    """
+    with pytest.raises(RuntimeError), Bed(workers=1) as bed:
+        orphan_pid = int(subprocess.run(
+            bed.command("worker1",
+                        ["sh", "-c", "sleep 60 >/dev/null 2>&1 & echo $!"]),
+            capture_output=True, check=True, timeout=30).stdout)
+        assert bed.pids("worker1") == [orphan_pid]
+        raise RuntimeError("a failing test")
+    assert not [n for n in bed_namespaces() if bed.tag in n]
+    assert not running(orphan_pid)
+    with subprocess.Popen(["true"]) as gone:
+        gone.wait()
+    orphan = Bed(workers=1, owner=gone.pid).create()
+    mine = Bed(workers=1).create()
+    try:
+        with subprocess.Popen(orphan.command("worker1", ["sleep", "60"])) \
+                as sleeper:
+            removed = sweep()
+            assert sleeper.wait(10) == -9
+        assert set(removed) == {orphan.switch, *(
+            host.namespace for host in orphan.hosts.values())}
+        assert removed[-1] == orphan.switch  # Hosts first.
+        assert not orphan.exists() and mine.exists()
+    finally:
+        orphan.destroy()
+        mine.destroy()
