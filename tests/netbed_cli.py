@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import time
@@ -110,6 +111,8 @@ def command_up(session, args):
     logs = session.directory / "logs"
     for old in logs.glob("*") if logs.is_dir() else []:
         old.unlink()
+    for old in session.directory.glob("output-*"):
+        shutil.rmtree(old, ignore_errors=True)
     # Owns the bed until `down`; runs on after this command returns.
     # pylint: disable-next=consider-using-with
     keeper = subprocess.Popen(["sleep", "infinity"], start_new_session=True,
@@ -153,7 +156,9 @@ def command_job(session, args):
                  for line in lines[runs[-1] if runs else 0:])
     mapper = (slow_mapper(session, args.slow) if args.slow
               else EXAMPLES / "wc_map.py")
-    job = JobSpec(EXAMPLES / "input", session.directory / "output", mapper,
+    # An output directory of its own: another `job` may run meanwhile.
+    output = session.directory / f"output-{os.getpid()}"
+    job = JobSpec(EXAMPLES / "input", output, mapper,
                   EXAMPLES / "wc_reduce.py", args.mappers, args.reducers)
     started = time.monotonic()
     print(cluster.submit_job(job).stdout, end="")
