@@ -15,17 +15,14 @@ import os
 import pathlib
 import re
 import subprocess
-import sys
 import time
+
+import bench.cluster
+from tests.chaos_tools import stop_process
 
 MANAGER_PORT = 6000
 WORKER_PORT = 6001
 WAIT = 60.0
-
-
-def command_path(name):
-    """Return the path of console command `name` of this interpreter."""
-    return str(pathlib.Path(sys.executable).parent / name)
 
 
 def remote_worker(address):
@@ -40,22 +37,18 @@ class LogWatch:
         """Follow `path` (it may not exist yet)."""
         self.path = pathlib.Path(path)
         self.lines = []  # (time.monotonic() when first seen, text)
-        self._offset = 0
-        self._partial = b""
+        self._file = bench.cluster.LogWatch(path)
+        self._used = 0  # Characters of the file's text already in lines.
 
     def poll(self):
-        """Read what was added to the file since the last poll."""
-        try:
-            with open(self.path, "rb") as file:
-                file.seek(self._offset)
-                data = file.read()
-        except FileNotFoundError:
-            return
-        self._offset += len(data)
-        *complete, self._partial = (self._partial + data).split(b"\n")
-        now = time.monotonic()
-        self.lines.extend((now, line.decode(errors="backslashreplace"))
-                          for line in complete)
+        """Take in the whole lines added to the file since the last poll."""
+        text = self._file.refresh()
+        end = text.rfind("\n") + 1
+        if end > self._used:
+            now = time.monotonic()
+            self.lines.extend((now, line) for line in
+                              text[self._used:end].splitlines())
+            self._used = end
 
     def grep(self, pattern, since=0.0):
         """Return the (time, line) pairs seen at `since` or later matching."""
@@ -146,7 +139,7 @@ class Cluster:
         address = self.bed.host("manager").address
         since = time.monotonic()
         process = self._spawn("manager", [
-            command_path("mapreduce-manager"), "--host", address,
+            bench.cluster.command("mapreduce-manager"), "--host", address,
             "--port", MANAGER_PORT, "--logfile", self.logfile("manager"),
             "--loglevel", self.options.manager_loglevel,
             "--shared_dir", self.workdir / "shared"])
@@ -158,7 +151,7 @@ class Cluster:
         address = self.bed.host(host).address
         since = time.monotonic()
         process = self._spawn(host, [
-            command_path("mapreduce-worker"), "--host", address,
+            bench.cluster.command("mapreduce-worker"), "--host", address,
             "--port", WORKER_PORT,
             "--manager-host", self.bed.host("manager").address,
             "--manager-port", MANAGER_PORT, "--logfile", self.logfile(host),
@@ -193,7 +186,7 @@ class Cluster:
     def submit(self, *args, host="client"):
         """Run `mapreduce-submit ARGS` on `host`, to the Manager."""
         argv = self.bed.command(host, [
-            command_path("mapreduce-submit"),
+            bench.cluster.command("mapreduce-submit"),
             "--host", self.bed.host("manager").address,
             "--port", MANAGER_PORT, *args])
         return subprocess.run(argv, capture_output=True, text=True,
@@ -221,19 +214,10 @@ class Cluster:
             self.submit("--shutdown")
         manager = self.processes.get("manager")
         if manager is not None:
-            _wait_or_kill(manager, timeout)
+            stop_process(manager, timeout)
         deadline = time.monotonic() + grace
         for process in self.processes.values():
-            _wait_or_kill(process, max(0.0, deadline - time.monotonic()))
-
-
-def _wait_or_kill(process, timeout):
-    """Wait up to `timeout` seconds for `process` to exit, then kill it."""
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+            stop_process(process, max(0.0, deadline - time.monotonic()))
 
 
 @dataclasses.dataclass
