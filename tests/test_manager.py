@@ -419,7 +419,9 @@ def test_silent_worker_dead_and_task_goes_to_end_of_queue(env):
     do_map(env, alive, next_task(alive, "map", 2))
     do_map(env, alive, next_task(alive, "map", 0))
     next_task(alive, "reduce", 0)
-    assert len(silent.messages) == 2  # register_ack and map task 0 only.
+    # register_ack and map task 0 only, and nothing still on its way.
+    silent.expect_none(QUIET / 5, skip=())
+    assert len(silent.messages) == 2
 
 
 def test_new_worker_gets_never_assigned_task_before_taken_back_one(env):
@@ -463,8 +465,12 @@ def test_heartbeats_from_unregistered_workers_are_ignored(env):
     stranger = env.peer(registered=False, beating=True)
     env.job(env.inputs(["a"]), num_mappers=1, num_reducers=1)
     stranger.expect_none(QUIET)
+    assert not env.records(logging.INFO, "Registered")
     register(stranger, env.port)
     next_task(stranger, "map", 0)
+    # Its first registration, not a registration "again".
+    (record,) = env.records(logging.INFO, "Registered")
+    assert record.getMessage() == f"Registered {worker(stranger)}"
 
 
 def test_dead_worker_that_keeps_beating_stays_dead(env):
@@ -550,6 +556,7 @@ def test_job_waits_while_every_worker_is_dead(env):
     do_map(env, rescuer, next_task(rescuer, "map", 0))
     do_reduce(env, rescuer, next_task(rescuer, "reduce", 0))
     wait_for(lambda: not env.job_dir(0).exists(), what="job dir removed")
+    silent.expect_none(QUIET / 5, skip=())
     assert len(silent.messages) == 2
 
 
@@ -862,6 +869,7 @@ def test_shutdown_goes_to_live_workers_only_and_removes_shared_dir(env):
     assert env.job_dir(0).is_dir()
     env.manager.shutdown()
     assert alive.next() == {"message_type": "shutdown"}
+    dead.expect_none(QUIET / 5)  # No shutdown, not even on its way.
     assert not any(m["message_type"] == "shutdown" for m in dead.messages)
     assert not list(env.tmp.glob("mapreduce-shared-*"))
     assert not port_open(env.port)

@@ -77,13 +77,15 @@ class FakePeer:
     """A TCP (and optionally UDP) listener that queues the objects it gets.
 
     Stands in for a Worker or a Manager. Each connection is read to EOF and
-    decoded; `next()` returns the next message, `messages` keeps them all.
+    decoded; `next()` returns the next message, `messages` is a copy of all
+    of them so far (safe to read while the listener delivers more).
     """
 
     def __init__(self, port=None, udp=False):
         """Listen on 127.0.0.1:`port` (default: a free port)."""
         self.port = port or free_port()
-        self.messages = []
+        self._messages = []
+        self._lock = threading.Lock()
         self.queue = queue.Queue()
         self._tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -107,8 +109,15 @@ class FakePeer:
     def _deliver(self, data):
         """Decode and queue one message."""
         obj = json.loads(data)
-        self.messages.append(obj)
+        with self._lock:
+            self._messages.append(obj)
         self.queue.put(obj)
+
+    @property
+    def messages(self):
+        """Return a copy of the messages received so far, in order."""
+        with self._lock:
+            return list(self._messages)
 
     def _serve_tcp(self):
         """Accept connections and read each to EOF."""
@@ -152,9 +161,17 @@ class FakePeer:
 
     def expect_none(self, within=0.5, skip=("heartbeat",)):
         """Fail if a message not in `skip` arrives within `within` s."""
-        with contextlib.suppress(AssertionError):
-            msg = self.next(timeout=within, skip=skip)
-            raise AssertionError(f"unexpected message {msg}")
+        deadline = time.monotonic() + within
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                msg = self.queue.get(timeout=remaining)
+            except queue.Empty:
+                return
+            if msg.get("message_type") not in skip:
+                raise AssertionError(f"unexpected message {msg}")
 
     def close(self):
         """Stop listening."""

@@ -54,9 +54,13 @@ class Reactor:
     threads talk to it through `call_soon_threadsafe` alone.
     """
 
-    def __init__(self, logger=None):
-        """Create the selector and the self-pipe that wakes it up."""
+    def __init__(self, logger=None, clock=time.monotonic):
+        """Create the selector and the self-pipe that wakes it up.
+
+        `clock` gives the loop's time in seconds (tests pass a fake one).
+        """
         self.log = logger or logging.getLogger(__name__)
+        self._clock = clock
         self._selector = selectors.DefaultSelector()
         self._timers = []
         self._cancelled_timers = 0
@@ -72,10 +76,9 @@ class Reactor:
 
     # Time and timers.
 
-    @staticmethod
-    def time():
+    def time(self):
         """Return the loop's clock: seconds on a monotonic clock."""
-        return time.monotonic()
+        return self._clock()
 
     def call_later(self, delay, callback, *args):
         """Run `callback(*args)` after `delay` seconds; return its Handle."""
