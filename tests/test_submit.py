@@ -1,7 +1,9 @@
 """mapreduce-submit: what it prints, what it sends, and what it refuses.
 
-A FakePeer stands in for the Manager and records every message, so a test
-can check the exact JSON sent, or that nothing was sent at all.
+A FakePeer stands in for the Manager and records every connection, so a
+test can check the exact JSON sent, or that nothing at all reached it (not
+even a connection that sends nothing): `expect_no_more` proves that without
+a waiting window, because the command has exited by then.
 """
 
 import os
@@ -80,7 +82,7 @@ def test_job_output_and_message(manager, workdir):
         "num_mappers": 3,
         "num_reducers": 5,
     }
-    manager.expect_none(within=0.2)
+    manager.expect_no_more()
 
 
 def test_defaults_and_short_options(manager, workdir):
@@ -109,7 +111,7 @@ def test_shutdown(manager, workdir, args):
     assert (result.returncode, result.stdout) == (
         0, f"Shut down Manager localhost:{manager.port}\n")
     assert manager.next() == {"message_type": "shutdown"}
-    manager.expect_none(within=0.2)
+    manager.expect_no_more()
 
 
 def _not_executable(workdir):
@@ -181,7 +183,7 @@ def test_invalid_job_is_not_sent(manager, workdir, case):
     assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: "), lines
-    manager.expect_none(within=0.3)
+    manager.expect_no_more()
     if case.startswith("output"):
         after = sorted(str(p) for p in workdir.rglob("*"))
         assert after == before, "a refused job changed files"

@@ -5,6 +5,7 @@ Worker, child processes running the real commands.
 """
 
 import contextlib
+import itertools
 import json
 import os
 import pathlib
@@ -86,6 +87,7 @@ class FakePeer:
         self.port = port or free_port()
         self._messages = []
         self._lock = threading.Lock()
+        self._markers = itertools.count()
         self.queue = queue.Queue()
         self._tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -107,8 +109,11 @@ class FakePeer:
             thread.start()
 
     def _deliver(self, data):
-        """Decode and queue one message."""
-        obj = json.loads(data)
+        """Decode and queue one message; queue junk as a typeless message."""
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            obj = {"message_type": None, "undecodable": repr(data)}
         with self._lock:
             self._messages.append(obj)
         self.queue.put(obj)
@@ -170,6 +175,21 @@ class FakePeer:
                 msg = self.queue.get(timeout=remaining)
             except queue.Empty:
                 return
+            if msg.get("message_type") not in skip:
+                raise AssertionError(f"unexpected message {msg}")
+
+    def expect_no_more(self, skip=("heartbeat",)):
+        """Fail if a message not in `skip` reached us before this call.
+
+        For senders that are done (a command that has exited): a marker
+        sent now over TCP is accepted after every earlier connection, so
+        once it is back, all that came before it has been seen. Any
+        connection counts, even one that sent nothing.
+        """
+        marker = {"message_type": "fake-peer-marker",
+                  "serial": next(self._markers)}
+        send_json(self.port, marker)
+        while (msg := self.next(skip=())) != marker:
             if msg.get("message_type") not in skip:
                 raise AssertionError(f"unexpected message {msg}")
 
