@@ -208,15 +208,21 @@ def test_workers_without_manager(cluster):
 
 
 def test_stop_kills_an_unresponsive_cluster(cluster):
-    """A stopped Manager cannot shut down: stop kills, and says so."""
+    """A stopped Manager cannot shut down: stop kills, and says so.
+
+    It is woken first, so that SIGTERM lets it clean up: no process and no
+    shared directory is left behind.
+    """
     cluster.start()
     pids = [cluster.ours(name) for name in NAMES]
+    assert len(list(cluster.shared.iterdir())) == 1
     os.kill(pids[0], signal.SIGSTOP)
     result = cluster.run("stop", MAPREDUCE_STOP_TIMEOUT="1")
     assert (result.returncode, result.stdout) == (
         0, "stopping mapreduce ...\nkilling mapreduce manager ...\n"
            "killing mapreduce worker ...\n")
     assert not any(process_running(pid) for pid in pids)
+    assert not list(cluster.shared.iterdir()), "shared dir left behind"
     assert not any(cluster.pid_file(name).exists() for name in NAMES)
     result = cluster.run("status")
     assert result.returncode == 1

@@ -116,7 +116,7 @@ def test_worker_exits_cleanly_and_stops_its_task(tmp_path, signum):
             assert proc.wait(timeout=30) == 0
             wait_for(lambda: not any(map(process_running, children)),
                      what="the task's processes to end")
-            manager.expect_none(within=0.3)
+            manager.expect_no_more()  # It has exited: nothing more comes.
         finally:
             stderr = stop(proc)
             for pid in children:
