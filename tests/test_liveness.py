@@ -16,8 +16,8 @@ import pytest
 from mapreduce.manager import Manager
 from mapreduce.reactor import Reactor
 from tests.util import (
-    EXEC, FakePeer, InThread, free_port, job_message, register, send_json,
-    send_udp,
+    EXEC, FakePeer, job_message, register, send_json, send_udp,
+    start_in_thread,
 )
 
 MANAGER_MODULE = importlib.import_module("mapreduce.manager.manager")
@@ -115,8 +115,8 @@ def check_dies_on_time(fake_time, caplog, manager_port, timeout):
 def test_silent_worker_dies_at_the_default_timeout(fake_time, caplog,
                                                    tmp_path):
     """A Manager built with its defaults marks a silent Worker dead at 10 s."""
-    manager = InThread(Manager, host="localhost", port=free_port(),
-                       shared_dir=str(tmp_path))
+    manager = start_in_thread(Manager, host="localhost",
+                              shared_dir=str(tmp_path))
     try:
         check_dies_on_time(fake_time, caplog, manager.port, SPEC_TIMEOUT)
     finally:
@@ -128,8 +128,7 @@ def test_silent_worker_dies_at_the_command_lines_timeout(
     """`mapreduce-manager` marks a silent Worker dead at 10 s too."""
     # The command's own log set-up would add a handler to this process.
     monkeypatch.setattr(CLI_MODULE, "configure", lambda *args: None)
-    manager = InThread(run_manager_cli, port=free_port(),
-                       shared_dir=str(tmp_path))
+    manager = start_in_thread(run_manager_cli, shared_dir=str(tmp_path))
     try:
         check_dies_on_time(fake_time, caplog, manager.port, SPEC_TIMEOUT)
     finally:
@@ -143,8 +142,8 @@ def test_beating_worker_lives_on_and_dies_a_timeout_after_its_last_beat(
     The Worker is also busy with a task, which must not change either rule.
     """
     caplog.set_level(logging.DEBUG)
-    manager = InThread(Manager, host="localhost", port=free_port(),
-                       shared_dir=str(tmp_path))
+    manager = start_in_thread(Manager, host="localhost",
+                              shared_dir=str(tmp_path))
     (tmp_path / "input").mkdir()
     (tmp_path / "input" / "a").write_text("a\n")
     try:

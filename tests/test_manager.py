@@ -113,7 +113,8 @@ class Env:
         """Submit a job; return its output directory."""
         output_dir = self.tmp / output
         send_json(self.port, job_message(input_dir, output_dir, MAPPER,
-                                         REDUCER, num_mappers, num_reducers))
+                                         REDUCER, num_mappers=num_mappers,
+                                         num_reducers=num_reducers))
         return output_dir
 
     def job_dir(self, job_id):
@@ -838,7 +839,8 @@ def test_extra_keys_are_ignored(env):
     assert peer.next() == {"message_type": "register_ack"}
     input_dir = env.inputs(["a"])
     send_json(env.port, {**job_message(input_dir, env.tmp / "out", MAPPER,
-                                       REDUCER, 1, 1), "priority": 9})
+                                       REDUCER, num_mappers=1,
+                                       num_reducers=1), "priority": 9})
     msg = next_task(peer, "map", 0)
     env.finished(peer, 0, note="extra")
     next_task(peer, "reduce", 0)

@@ -22,7 +22,7 @@ from mapreduce.worker import tasks
 from mapreduce.worker.tasks import (
     ProcessControl, TaskCancelled, TaskError, run_map_task, run_reduce_task,
 )
-from tests.util import EXEC, TESTDATA, wait_for
+from tests.util import EXEC, TESTDATA, KeepError, wait_for
 
 CAT = shutil.which("cat")
 WC_MAP = EXEC / "wc_map.sh"
@@ -155,11 +155,10 @@ def run_in_thread(function, *args, **kwargs):
 
     def target():
         """Run the function and keep its outcome."""
-        try:
+        with KeepError() as kept:
             box.append(("ok", function(*args, **kwargs)))
-        except Exception as exc:  # pylint: disable=broad-exception-caught
-            # Handed to the test, which checks its type.
-            box.append(("error", exc))
+        if kept.error is not None:
+            box.append(("error", kept.error))  # The test checks its type.
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
@@ -379,6 +378,7 @@ def test_map_sort_runs_with_lc_all_c(tmp_path, local_tmp, out, monkeypatch):
     assert len(environments) == len(non_empty) == 4
     for environment in environments:
         assert "LC_ALL=C" in environment, environment
+    assert not any(local_tmp.iterdir())
 
 
 def test_map_sort_ignores_callers_locale(tmp_path, local_tmp, out,
@@ -576,13 +576,14 @@ def test_executable_exits_non_zero(tmp_path, local_tmp, out, kind):
     assert_clean(out, local_tmp)
 
 
-@pytest.mark.parametrize("kind", ["map", "reduce"])
-@pytest.mark.parametrize("signal_name, shown", [("KILL", "SIGKILL"),
-                                                ("TERM", "SIGTERM"),
-                                                ("40", "signal 40")])
+@pytest.mark.parametrize("case", [
+    (kind, signal_name, shown) for kind in ("map", "reduce")
+    for signal_name, shown in (("KILL", "SIGKILL"), ("TERM", "SIGTERM"),
+                               ("40", "signal 40"))])
 def test_executable_killed_by_signal(tmp_path, local_tmp, out, monkeypatch,
-                                     kind, signal_name, shown):
+                                     case):
     """Death by a signal is a TaskError that names the signal."""
+    kind, signal_name, shown = case
     monkeypatch.setenv("T_SIGNAL", signal_name)
     message = run_task(kind, tmp_path, EXEC / "t_signal.sh", out)
     assert "t_signal.sh" in message

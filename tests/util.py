@@ -5,6 +5,7 @@ Worker, child processes running the real commands.
 """
 
 import contextlib
+import errno
 import itertools
 import json
 import os
@@ -22,6 +23,9 @@ from mapreduce.worker import Worker
 TESTDATA = pathlib.Path(__file__).resolve().parent / "testdata"
 EXEC = TESTDATA / "exec"
 WAIT = 30.0
+# Tries at a free port: one found free may be taken before it is bound.
+START_ATTEMPTS = 5
+MARKER_SERIALS = itertools.count()  # Numbers for FakePeer's markers.
 
 
 def free_port():
@@ -74,6 +78,58 @@ def send_udp(port, obj, host="localhost"):
         sock.sendto(data, (host, port))
 
 
+def _listen_on(port, udp):
+    """Return a listening TCP socket on `port`, and a UDP one if `udp`."""
+    with contextlib.ExitStack() as on_failure:
+        tcp = on_failure.enter_context(
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        tcp.bind(("127.0.0.1", port))
+        tcp.listen(128)
+        tcp.settimeout(0.1)
+        datagrams = None
+        if udp:
+            datagrams = on_failure.enter_context(
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            datagrams.bind(("127.0.0.1", port))
+            datagrams.settimeout(0.1)
+        on_failure.pop_all()
+        return tcp, datagrams
+
+
+def listen(port=None, udp=False):
+    """Listen on `port`, or on a free one (another if it gets taken).
+
+    Returns the TCP socket and the UDP socket (None unless `udp`).
+    """
+    for _ in range(0 if port else START_ATTEMPTS - 1):
+        try:
+            return _listen_on(free_port(), udp)
+        except OSError as exc:
+            if not port_taken(exc):
+                raise
+    return _listen_on(port or free_port(), udp)
+
+
+class Received:
+    """The messages a FakePeer received, appended and read under a lock."""
+
+    def __init__(self):
+        """Nothing received yet."""
+        self._lock = threading.Lock()
+        self._messages = []
+
+    def append(self, message):
+        """Add one message."""
+        with self._lock:
+            self._messages.append(message)
+
+    def copy(self):
+        """Return a copy of the messages so far, in order."""
+        with self._lock:
+            return list(self._messages)
+
+
 class FakePeer:
     """A TCP (and optionally UDP) listener that queues the objects it gets.
 
@@ -84,21 +140,10 @@ class FakePeer:
 
     def __init__(self, port=None, udp=False):
         """Listen on 127.0.0.1:`port` (default: a free port)."""
-        self.port = port or free_port()
-        self._messages = []
-        self._lock = threading.Lock()
-        self._markers = itertools.count()
+        self._tcp, self._udp = listen(port, udp)
+        self.port = self._tcp.getsockname()[1]
+        self._received = Received()
         self.queue = queue.Queue()
-        self._tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._tcp.bind(("127.0.0.1", self.port))
-        self._tcp.listen(128)
-        self._tcp.settimeout(0.1)
-        self._udp = None
-        if udp:
-            self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self._udp.bind(("127.0.0.1", self.port))
-            self._udp.settimeout(0.1)
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._serve_tcp,
                                           daemon=True)]
@@ -114,15 +159,13 @@ class FakePeer:
             obj = json.loads(data)
         except ValueError:
             obj = {"message_type": None, "undecodable": repr(data)}
-        with self._lock:
-            self._messages.append(obj)
+        self._received.append(obj)
         self.queue.put(obj)
 
     @property
     def messages(self):
         """Return a copy of the messages received so far, in order."""
-        with self._lock:
-            return list(self._messages)
+        return self._received.copy()
 
     def _serve_tcp(self):
         """Accept connections and read each to EOF."""
@@ -187,7 +230,7 @@ class FakePeer:
         connection counts, even one that sent nothing.
         """
         marker = {"message_type": "fake-peer-marker",
-                  "serial": next(self._markers)}
+                  "serial": next(MARKER_SERIALS)}
         send_json(self.port, marker)
         while (msg := self.next(skip=())) != marker:
             if msg.get("message_type") not in skip:
@@ -211,26 +254,50 @@ class FakePeer:
         self.close()
 
 
+class KeepError:
+    """A block whose exception (an Exception, not an exit) is kept, not raised.
+
+    For code run in a thread: the test reads `error` afterwards.
+    """
+
+    def __init__(self):
+        """Nothing kept yet."""
+        self.error = None
+
+    def __enter__(self):
+        """Enter the block."""
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        """Keep an Exception and stop it here; let anything else through."""
+        if isinstance(exc, Exception):
+            self.error = exc
+            return True
+        return False
+
+
 class InThread:
     """Run a blocking constructor (Manager or Worker) in a thread."""
 
     def __init__(self, target, **kwargs):
         """Start `target(**kwargs)` in a thread; wait until its port opens."""
         port = self.port = kwargs["port"]
-        self.error = None
+        self._kept = KeepError()
         self.thread = threading.Thread(target=self._run,
                                        args=(target, kwargs), daemon=True)
         self.thread.start()
         wait_for(lambda: port_open(port) or not self.thread.is_alive(),
                  what=f"port {port} to open")
 
+    @property
+    def error(self):
+        """Return the exception the constructor raised, or None."""
+        return self._kept.error
+
     def _run(self, target, kwargs):
-        """Run the constructor, keeping any exception."""
-        try:
+        """Run the constructor, keeping any exception for the test."""
+        with self._kept:
             target(**kwargs)
-        except Exception as exc:  # pylint: disable=broad-exception-caught
-            # Kept for the test to see.
-            self.error = exc
 
     def shutdown(self, timeout=WAIT):
         """Send `shutdown` and wait for the constructor to return."""
@@ -246,18 +313,36 @@ class InThread:
         assert self.error is None, f"raised {self.error!r}"
 
 
+def port_taken(error):
+    """Tell whether `error` says that the port was in use."""
+    return isinstance(error, OSError) and error.errno == errno.EADDRINUSE
+
+
+def start_in_thread(target, port=None, **kwargs):
+    """Run `target` in a thread on `port`; return the InThread.
+
+    Without a `port`, a free one is chosen, and another one if that was
+    taken before `target` could bind it (by another test, say).
+    """
+    if port:
+        return InThread(target, port=port, **kwargs)
+    for _ in range(START_ATTEMPTS - 1):
+        started = InThread(target, port=free_port(), **kwargs)
+        if started.thread.is_alive() or not port_taken(started.error):
+            return started
+    return InThread(target, port=free_port(), **kwargs)
+
+
 def start_manager(port=None, **kwargs):
     """Run a Manager in a thread on `port` (default: free); return it."""
-    port = port or free_port()
-    return InThread(Manager, host="localhost", port=port, **kwargs)
+    return start_in_thread(Manager, port, host="localhost", **kwargs)
 
 
 def start_worker(manager_port, port=None, **kwargs):
     """Run a Worker in a thread on `port` (default: free); return it."""
-    port = port or free_port()
-    return InThread(Worker, host="localhost", port=port,
-                    manager_host="localhost", manager_port=manager_port,
-                    **kwargs)
+    return start_in_thread(Worker, port, host="localhost",
+                           manager_host="localhost",
+                           manager_port=manager_port, **kwargs)
 
 
 def register(peer, manager_port):
@@ -270,7 +355,7 @@ def register(peer, manager_port):
 
 
 def job_message(input_dir, output_dir, mapper=EXEC / "wc_map.sh",
-                reducer=EXEC / "wc_reduce.sh", num_mappers=2,
+                reducer=EXEC / "wc_reduce.sh", *, num_mappers=2,
                 num_reducers=2):
     """Return a `new_manager_job` message with absolute paths."""
     return {
