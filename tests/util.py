@@ -313,6 +313,45 @@ class InThread:
         assert self.error is None, f"raised {self.error!r}"
 
 
+def port_is_free(port):
+    """Tell whether `port` can be bound, for TCP and UDP, right now."""
+    try:
+        tcp, udp = _listen_on(port, udp=True)
+    except OSError:
+        return False
+    tcp.close()
+    udp.close()
+    return True
+
+
+def _wait_started(process, port, started):
+    """Wait until `started(port)` or until `process` has exited."""
+    wait_for(lambda: started(port) or process.poll() is not None,
+             what=f"the process on port {port} to start")
+
+
+@contextlib.contextmanager
+def spawned_on_free_port(command_for, started, **popen_kwargs):
+    """Run command `command_for(port)` on a free port; give (Popen, port).
+
+    Waits until `started(port)` tells it is up. A process that exited
+    while its port is busy lost that port to someone else: it is started
+    again on another one. The process is killed on leaving, if it runs.
+    """
+    for attempt in range(1, START_ATTEMPTS + 1):
+        port = free_port()
+        with subprocess.Popen(command_for(port), **popen_kwargs) as process:
+            _wait_started(process, port, started)
+            if (process.poll() is None or port_is_free(port)
+                    or attempt == START_ATTEMPTS):
+                try:
+                    yield process, port
+                finally:
+                    if process.poll() is None:
+                        process.kill()
+                return
+
+
 def port_taken(error):
     """Tell whether `error` says that the port was in use."""
     return isinstance(error, OSError) and error.errno == errno.EADDRINUSE
