@@ -13,7 +13,7 @@ import logging
 import os
 import selectors
 import threading
-import time
+from time import monotonic
 
 _EVENT_READ = selectors.EVENT_READ
 _EVENT_WRITE = selectors.EVENT_WRITE
@@ -54,7 +54,7 @@ class Reactor:
     threads talk to it through `call_soon_threadsafe` alone.
     """
 
-    def __init__(self, logger=None, clock=time.monotonic):
+    def __init__(self, logger=None, clock=monotonic):
         """Create the selector and the self-pipe that wakes it up.
 
         `clock` gives the loop's time in seconds (tests pass a fake one).
