@@ -15,8 +15,8 @@ import sys
 import pytest
 
 from tests.util import (
-    EXEC, TESTDATA, free_port, output_lines, pipeline_output, run_command,
-    wait_for, wait_for_output,
+    EXEC, START_ATTEMPTS, TESTDATA, free_port, output_lines, pipeline_output,
+    run_command, wait_for, wait_for_output,
 )
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -48,10 +48,7 @@ class Cluster:
 
     def __init__(self, tmp_path):
         """Choose free ports and directories under `tmp_path`."""
-        ports = set()
-        while len(ports) < 3:
-            ports.add(free_port())
-        self.manager_port, *self.worker_ports = sorted(ports)
+        self.manager_port, *self.worker_ports = self.free_ports()
         self.var = tmp_path / "var"
         self.shared = tmp_path / "shared"
         self.shared.mkdir()
@@ -60,12 +57,25 @@ class Cluster:
             **os.environ,
             "VIRTUAL_ENV": str(scripts.parent),
             "PATH": f"{scripts}{os.pathsep}{os.environ.get('PATH', '')}",
-            "MAPREDUCE_MANAGER_PORT": str(self.manager_port),
-            "MAPREDUCE_WORKER_PORTS": " ".join(map(str, self.worker_ports)),
+            **self.port_settings(),
             "MAPREDUCE_VAR": str(self.var),
             "MAPREDUCE_SHARED_DIR": str(self.shared),
             "MAPREDUCE_STOP_TIMEOUT": "10",
         }
+
+    @staticmethod
+    def free_ports():
+        """Return three different free ports, in order."""
+        ports = set()
+        while len(ports) < 3:
+            ports.add(free_port())
+        return sorted(ports)
+
+    def port_settings(self):
+        """Return the environment variables that give the ports."""
+        return {"MAPREDUCE_MANAGER_PORT": str(self.manager_port),
+                "MAPREDUCE_WORKER_PORTS": " ".join(map(str,
+                                                       self.worker_ports))}
 
     def run(self, *args, script=INIT, **env):
         """Run bin/mapreduce (or `script`) with `args`; return the result."""
@@ -104,8 +114,19 @@ class Cluster:
         return path.read_text("utf-8") if path.exists() else ""
 
     def start(self):
-        """Start the cluster and wait until both Workers registered."""
-        result = self.run("start")
+        """Start the cluster and wait until both Workers registered.
+
+        If one of the free ports was taken in the meantime (by another
+        test), start again on other ports.
+        """
+        for _ in range(START_ATTEMPTS):
+            result = self.run("start")
+            if result.returncode == 0 or not any(
+                    taken in result.stderr
+                    for taken in ("is in use", "Address already in use")):
+                break
+            self.manager_port, *self.worker_ports = self.free_ports()
+            self.env.update(self.port_settings())
         assert result.returncode == 0, result
         assert result.stdout == "starting mapreduce ...\n"
         wait_for(lambda: self.log("manager").count("Registered") == 2,
@@ -208,15 +229,21 @@ def test_workers_without_manager(cluster):
 
 
 def test_stop_kills_an_unresponsive_cluster(cluster):
-    """A stopped Manager cannot shut down: stop kills, and says so."""
+    """A stopped Manager cannot shut down: stop kills, and says so.
+
+    It is woken first, so that SIGTERM lets it clean up: no process and no
+    shared directory is left behind.
+    """
     cluster.start()
     pids = [cluster.ours(name) for name in NAMES]
+    assert len(list(cluster.shared.iterdir())) == 1
     os.kill(pids[0], signal.SIGSTOP)
     result = cluster.run("stop", MAPREDUCE_STOP_TIMEOUT="1")
     assert (result.returncode, result.stdout) == (
         0, "stopping mapreduce ...\nkilling mapreduce manager ...\n"
            "killing mapreduce worker ...\n")
     assert not any(process_running(pid) for pid in pids)
+    assert not list(cluster.shared.iterdir()), "shared dir left behind"
     assert not any(cluster.pid_file(name).exists() for name in NAMES)
     result = cluster.run("status")
     assert result.returncode == 1

@@ -22,7 +22,7 @@ from mapreduce.worker import tasks
 from mapreduce.worker.tasks import (
     ProcessControl, TaskCancelled, TaskError, run_map_task, run_reduce_task,
 )
-from tests.util import EXEC, TESTDATA, wait_for
+from tests.util import EXEC, TESTDATA, KeepError, wait_for
 
 CAT = shutil.which("cat")
 WC_MAP = EXEC / "wc_map.sh"
@@ -155,11 +155,10 @@ def run_in_thread(function, *args, **kwargs):
 
     def target():
         """Run the function and keep its outcome."""
-        try:
+        with KeepError() as kept:
             box.append(("ok", function(*args, **kwargs)))
-        except Exception as exc:  # pylint: disable=broad-exception-caught
-            # Handed to the test, which checks its type.
-            box.append(("error", exc))
+        if kept.error is not None:
+            box.append(("error", kept.error))  # The test checks its type.
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
@@ -197,7 +196,9 @@ def fixture_pidfile(tmp_path, monkeypatch):
 
 # Map: partition contents.
 
-@pytest.mark.parametrize("num_partitions", [1, 2, 7])
+# 256 = 1 (mod 3), so 3 partitions cannot tell md5's byte order apart:
+# the counts below can.
+@pytest.mark.parametrize("num_partitions", [1, 2, 7, 10, 100])
 def test_map_word_count_partitions(tmp_path, local_tmp, out, num_partitions):
     """Real mapper on real input: md5 partitions, sorted, all files there."""
     inputs = sorted(str(p) for p in (TESTDATA / "input").iterdir())
@@ -243,12 +244,12 @@ def test_map_partitions_survive_a_small_cache(tmp_path, out, monkeypatch,
                  for _ in range(2000)]
     data = b"".join(line + b"\n" for line in lines)
     inputs = write_inputs(tmp_path / "input", [data])
-    names = run_map_task(0, inputs, CAT, str(out), 3)
-    for name, expected in zip(names, expected_partitions([data], 3)):
+    names = run_map_task(0, inputs, CAT, str(out), 10)
+    for name, expected in zip(names, expected_partitions([data], 10)):
         assert file_lines(out / name) == expected
 
 
-@pytest.mark.parametrize("num_partitions", [1, 3, 7])
+@pytest.mark.parametrize("num_partitions", [1, 3, 7, 100])
 def test_map_handles_awkward_bytes(tmp_path, local_tmp, out, num_partitions):
     """Non-UTF-8, no TAB, several TABs, CRLF, no last newline, empty."""
     inputs = write_inputs(tmp_path / "input", [
@@ -346,6 +347,37 @@ def test_map_sorts_in_byte_order(tmp_path, local_tmp, out):
     inputs = write_inputs(tmp_path / "input", [b"\n".join(keys) + b"\n"])
     run_map_task(0, inputs, CAT, str(out), 1)
     assert file_lines(out / "maptask00000-part00000") == sorted(keys)
+    assert not any(local_tmp.iterdir())
+
+
+def test_map_sort_runs_with_lc_all_c(tmp_path, local_tmp, out, monkeypatch):
+    """Every `sort` the map task starts gets LC_ALL=C, whatever the caller's.
+
+    Needs no installed locale: a `sort` first on PATH writes down the
+    environment it was given, then runs the real one.
+    """
+    real_sort = shutil.which("sort")
+    fake_bin = tmp_path / "fake-bin"
+    fake_bin.mkdir()
+    records = tmp_path / "sort-env"
+    records.mkdir()
+    wrapper = fake_bin / "sort"
+    wrapper.write_text(f'#!/bin/sh\nenv > "{records}/$$"\n'
+                       f'exec "{real_sort}" "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("LC_ALL", "en_US.UTF-8")
+    monkeypatch.setenv("LC_COLLATE", "en_US.UTF-8")
+    monkeypatch.setenv("LANG", "en_US.UTF-8")
+    data = b"".join(b"key%d\t1\n" % n for n in range(50))
+    inputs = write_inputs(tmp_path / "input", [data])
+    names = run_map_task(0, inputs, CAT, str(out), 4)
+    environments = [path.read_text().splitlines()
+                    for path in records.iterdir()]
+    non_empty = [name for name in names if (out / name).stat().st_size]
+    assert len(environments) == len(non_empty) == 4
+    for environment in environments:
+        assert "LC_ALL=C" in environment, environment
     assert not any(local_tmp.iterdir())
 
 
@@ -544,13 +576,14 @@ def test_executable_exits_non_zero(tmp_path, local_tmp, out, kind):
     assert_clean(out, local_tmp)
 
 
-@pytest.mark.parametrize("kind", ["map", "reduce"])
-@pytest.mark.parametrize("signal_name, shown", [("KILL", "SIGKILL"),
-                                                ("TERM", "SIGTERM"),
-                                                ("40", "signal 40")])
+@pytest.mark.parametrize("case", [
+    (kind, signal_name, shown) for kind in ("map", "reduce")
+    for signal_name, shown in (("KILL", "SIGKILL"), ("TERM", "SIGTERM"),
+                               ("40", "signal 40"))])
 def test_executable_killed_by_signal(tmp_path, local_tmp, out, monkeypatch,
-                                     kind, signal_name, shown):
+                                     case):
     """Death by a signal is a TaskError that names the signal."""
+    kind, signal_name, shown = case
     monkeypatch.setenv("T_SIGNAL", signal_name)
     message = run_task(kind, tmp_path, EXEC / "t_signal.sh", out)
     assert "t_signal.sh" in message
