@@ -1,8 +1,9 @@
 """mapreduce-submit: what it prints, what it sends, and what it refuses.
 
 A fake Manager records every message, so a test can check the exact JSON
-sent, or that nothing was sent at all; it acknowledges jobs that ask for
-it (the `acknowledge` extension) with job ids 0, 1, 2, ...
+sent, or that nothing was sent at all; it answers every job on the same
+connection with a `job_accepted` and the ids 0, 1, 2, ..., as our Manager
+does, or, playing a Manager of the bare specification, answers nothing.
 """
 
 import json
@@ -18,14 +19,19 @@ from tests.util import EXEC, TESTDATA, WAIT, free_port, run_command
 
 JOB_KEYS = ["message_type", "input_directory", "output_directory",
             "mapper_executable", "reducer_executable", "num_mappers",
-            "num_reducers", "acknowledge"]
+            "num_reducers"]
 
 
 class AckingManager:
     """A TCP listener that records messages and acknowledges jobs."""
 
-    def __init__(self):
-        """Listen on a free port, in a thread."""
+    def __init__(self, acknowledges=True):
+        """Listen on a free port, in a thread; answer jobs if `acknowledges`.
+
+        A Manager that does not acknowledge reads each message to its end
+        and closes, as a Manager of the specification does.
+        """
+        self.acknowledges = acknowledges
         self._sock = socket.create_server(("localhost", 0))
         self._sock.settimeout(0.1)
         self.port = self._sock.getsockname()[1]
@@ -48,7 +54,8 @@ class AckingManager:
                 while chunk := conn.recv(65536):
                     data += chunk
                 msg = json.loads(data)
-                if msg.get("acknowledge"):
+                if (self.acknowledges
+                        and msg["message_type"] == "new_manager_job"):
                     conn.sendall(json.dumps({"message_type": "job_accepted",
                                              "job_id": job_ids}).encode())
                     job_ids += 1
@@ -136,9 +143,36 @@ def test_job_output_and_message(manager, workdir):
         "reducer_executable": str(workdir / "bin" / "reduce.sh"),
         "num_mappers": 3,
         "num_reducers": 5,
-        "acknowledge": True,
     }
     manager.expect_none(within=0.2)
+
+
+def test_manager_that_does_not_acknowledge(workdir):
+    """A spec-only Manager gets exactly the job; no id is one error line.
+
+    The seven lines are printed (the job was delivered), then the error
+    says that no job id came back and what that likely means; exit 1.
+    """
+    spec_manager = AckingManager(acknowledges=False)
+    try:
+        result = submit(workdir, *job_args(spec_manager.port))
+        msg = spec_manager.next()
+    finally:
+        spec_manager.close()
+    assert list(msg) == JOB_KEYS
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"Submitted job to Manager localhost:{spec_manager.port}",
+        "input directory      input", "output directory     output",
+        "mapper executable    bin/map.sh",
+        "reducer executable   bin/reduce.sh", "num mappers          2",
+        "num reducers         2"]
+    assert result.stderr == (
+        f"Error: no job id came back from localhost:{spec_manager.port} (it "
+        "closed the connection without an answer): the job was sent, but "
+        "that is probably not a Manager that acknowledges jobs (a Worker's "
+        "port, or a Manager of the bare specification), so it may or may "
+        "not run\n")
 
 
 def test_defaults_and_short_options(manager, workdir):

@@ -194,20 +194,18 @@ class ManagerServer:
             self.scheduler.handle(msg)
 
     def _on_new_job(self, msg, reply):
-        """Queue a job; answer with its id if the client asked for it."""
-        if self.scheduler.stopping:
-            self._refuse_job(msg, reply)
-            return
-        job = self.scheduler.on_new_job(msg)
-        if msg.acknowledge:
-            reply(protocol.encode(protocol.JobAccepted(job_id=job.job_id)))
+        """Queue a job and answer with its id on the same connection.
 
-    def _refuse_job(self, msg, reply):
-        """Turn a job away during shutdown (ignored, as the spec does)."""
-        self.log.warning("Ignored a job: the Manager is shutting down")
-        if msg.acknowledge:
+        A client of the specification has closed without reading: the
+        answer then fails quietly (logged at debug level by the reply).
+        """
+        if self.scheduler.stopping:
+            self.log.warning("Ignored a job: the Manager is shutting down")
             reply(protocol.encode(protocol.RequestRefused(
                 error="the Manager is shutting down")))
+            return
+        job = self.scheduler.on_new_job(msg)
+        reply(protocol.encode(protocol.JobAccepted(job_id=job.job_id)))
 
     def _on_status_request(self, _msg, reply):
         """Answer with the status snapshot."""
