@@ -75,6 +75,8 @@ def live_cluster(tmp_path, monkeypatch):
     try:
         workers = [start_worker(manager.port) for _ in range(2)]
         address = ("localhost", manager.port)
+        wait_for(lambda: len(client.status(address)["workers"]) == 2,
+                 what="both Workers to register")
         outputs = [tmp_path / f"out{number}" for number in range(3)]
         first = client.submit(address, job(outputs[0], EXEC / "wc_map.sh"))
         assert client.wait_for_job(address, first,

@@ -41,8 +41,8 @@ def test_api_status(cluster):
                              "started_at", "now"]
     assert (manager["port"], manager["web_port"]) == (
         cluster.manager.port, cluster.manager.info.web_port)
-    assert [worker["port"] for worker in body["workers"]] == [
-        worker.port for worker in cluster.workers]
+    assert sorted(worker["port"] for worker in body["workers"]) == sorted(
+        worker.port for worker in cluster.workers)
     for worker in body["workers"]:
         assert worker["state"] == "busy"
         assert worker["task"]["job_id"] == RUNNING_JOB
