@@ -53,6 +53,8 @@ def parse(argv):
     parser.add_argument("--sched-files", type=int, default=None,
                         help="one-line files (and map tasks) of the "
                              "scheduling job (default 1000)")
+    parser.add_argument("--heap-mb", type=float, default=5,
+                        help="input size of the heap section's tasks")
     parser.add_argument("--workdir", default=os.path.join(ROOT, "bench-work"),
                         help="where inputs, outputs and logs go")
     parser.add_argument("--strict", action="store_true",
@@ -103,6 +105,11 @@ def targets(results):
         rows.append((f"memory: Worker peak RSS, {name} job",
                      " / ".join(f"{mb:.1f}" for mb in fig["workers_mb"])
                      + " MB", "< 40 MB", worst < 40))
+    for name, fig in results.get("heap", {}).items():
+        rows.append((f"heap: map / reduce task, {name}",
+                     f"{fig['map_bytes'] / 1024:.0f} / "
+                     f"{fig['reduce_bytes'] / 1024:.0f} KiB", "< 1024 KiB",
+                     max(fig["map_bytes"], fig["reduce_bytes"]) < 1 << 20))
     if "scheduling" in results:
         fig = results["scheduling"]
         rows.append((f"scheduling: {fig['tasks']} tasks",

@@ -6,6 +6,7 @@ from any thread; it stops every child of the task at once.
 """
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -27,10 +28,12 @@ class ProcessControl:
 
     `cancel()` may be called from any thread: it kills every child (with
     its own children) and makes later starts fail with TaskCancelled.
+    What the children say on stderr goes to logger `log`.
     """
 
-    def __init__(self):
-        """Start with no children and not cancelled."""
+    def __init__(self, log=None):
+        """Start with no children and not cancelled, logging to `log`."""
+        self.log = log or logging.getLogger(__name__)
         self._lock = threading.Lock()
         self._children = set()
         self.cancelled = False
@@ -129,7 +132,7 @@ def exit_failure(status):
 
 
 def check_exit(executable, status, stderr_file, what, log):
-    """Log the child's stderr; raise TaskError if it did not exit 0.
+    """Log the child's stderr to `log`; raise TaskError unless it exited 0.
 
     `what` names the work the child did, for the messages.
     """

@@ -33,7 +33,7 @@ STDIN_BUFFER = 1 << 13
 
 
 def run_map_task(task_id, input_paths, executable, output_directory,
-                 num_partitions, control=None, log=LOG):
+                 num_partitions, *, control=None):
     """Run a map task and return the names of the files it produced.
 
     Each input file is piped through `executable` into one local file
@@ -43,14 +43,14 @@ def run_map_task(task_id, input_paths, executable, output_directory,
     sorted as they come, which are then moved into `output_directory`.
     Raises TaskError (nothing moved) on failure.
     """
-    control = control or ProcessControl()
+    control = control or ProcessControl(LOG)
     names = [filenames.map_output_name(task_id, partition)
              for partition in range(num_partitions)]
     with local_dir(task_id) as directory:
         mapped = os.path.join(directory, "mapped")
         with open(mapped, "w+b", buffering=0) as output:
             for input_path in input_paths:
-                _run_mapper(executable, input_path, output, control, log)
+                _run_mapper(executable, input_path, output, control)
         paths = [os.path.join(directory, name) for name in names]
         _sort_into_partitions(mapped, paths, control)
         for path in paths:
@@ -58,15 +58,15 @@ def run_map_task(task_id, input_paths, executable, output_directory,
     return names
 
 
-def run_reduce_task(task_id, executable, input_paths, output_directory,
-                    control=None, log=LOG):
+def run_reduce_task(task_id, executable, input_paths, output_directory, *,
+                    control=None):
     """Run a reduce task and return the name of the file it produced.
 
     The sorted input files are merged into one sorted stream and piped
     into `executable`, whose output becomes `part-{task_id:05d}` in
     `output_directory`. Raises TaskError (nothing moved) on failure.
     """
-    control = control or ProcessControl()
+    control = control or ProcessControl(LOG)
     name = filenames.reduce_output_name(task_id)
     with local_dir(task_id) as directory:
         path = os.path.join(directory, name)
@@ -75,12 +75,12 @@ def run_reduce_task(task_id, executable, input_paths, output_directory,
                       for input_path in input_paths]
             output = stack.enter_context(open(path, "wb", buffering=0))
             _reduce_into(output, inputs, executable, control,
-                         (f"reduce task {task_id}", log))
+                         f"reduce task {task_id}")
         move_into(path, output_directory)
     return name
 
 
-def _run_mapper(executable, input_path, output, control, log):
+def _run_mapper(executable, input_path, output, control):
     """Pipe one input file through the mapper onto the end of `output`."""
     with contextlib.ExitStack() as stack:
         stdin = open_input(input_path, stack)
@@ -88,7 +88,7 @@ def _run_mapper(executable, input_path, output, control, log):
         with control.running([executable], stdin=stdin, stdout=output,
                              stderr=stderr_file) as child:
             status = control.wait(child)
-        check_exit(executable, status, stderr_file, input_path, log)
+        check_exit(executable, status, stderr_file, input_path, control.log)
     end_with_newline(output)
 
 
@@ -113,12 +113,11 @@ def _sort_into_partitions(mapped, paths, control):
                             f"{stderr_tail(stderr_file)}")
 
 
-def _reduce_into(output, inputs, executable, control, context):
+def _reduce_into(output, inputs, executable, control, what):
     """Pipe the merged `inputs` through the reducer into `output`.
 
-    `context` is (what the task is called in messages, the logger).
+    `what` is what the task is called in messages.
     """
-    what, log = context
     with tempfile.TemporaryFile() as stderr_file:
         with control.running([executable], stdin=subprocess.PIPE,
                              stdout=output, stderr=stderr_file,
@@ -132,4 +131,4 @@ def _reduce_into(output, inputs, executable, control, context):
             except BrokenPipeError:
                 pass  # The reducer stopped reading; its status decides.
             status = control.wait(child)
-        check_exit(executable, status, stderr_file, what, log)
+        check_exit(executable, status, stderr_file, what, control.log)
