@@ -317,8 +317,9 @@ def test_map_uses_prefixed_local_dir_and_removes_it(tmp_path, local_tmp, out,
         assert len(local) == 1
         assert local[0].is_dir()
         assert local[0].name.startswith("mapreduce-local-task00042-")
-        # While the mapper runs, its output lives there, not in out.
-        wait_for(lambda: any(local[0].iterdir()), what="the map output")
+        # While the mapper runs, the partition files live there, not in out.
+        wait_for(lambda: sorted(p.name for p in local[0].iterdir())
+                 == part_names(42, 2), what="the partition files")
         assert not any(out.iterdir())
     finally:
         gate.touch()

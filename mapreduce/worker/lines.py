@@ -5,8 +5,6 @@ per-line work happens in C (`bytes.split`, `bytes.join`) and memory holds
 one block, never a whole stream.
 """
 
-import os
-
 READ_BLOCK = 1 << 14
 JOIN_LINES = 1 << 10
 
@@ -66,10 +64,3 @@ def copy_with_newline(stream, write):
         last = block[-1:]
     if last != b"\n":
         write(b"\n")
-
-
-def end_with_newline(file):
-    """Add a newline to the end of binary `file` unless it ends in one."""
-    size = file.seek(0, os.SEEK_END)
-    if size and os.pread(file.fileno(), 1, size - 1) != b"\n":
-        file.write(b"\n")

@@ -1,11 +1,12 @@
 """Map and reduce tasks: plain functions of paths and numbers.
 
-A map task pipes each input file through the mapper into one file per
-partition, sorts those files, and moves them into place. A reduce task
-merges its sorted inputs through the reducer into one file and moves it
-into place. The steps live in their own modules (child processes,
-partitioning, merging, placing files); this one reads top to bottom. The
-tasks know nothing of the network; the Worker runs them in its pool.
+A map task pipes each input file through the mapper, deals the output
+lines out into one file per partition, sorts those files and moves them
+into place. A reduce task merges its sorted inputs through the reducer
+into one file and moves it into place. The steps live in their own
+modules (child processes, partitioning, merging, placing files); this one
+reads top to bottom. The tasks know nothing of the network; the Worker
+runs them in its pool.
 """
 
 import contextlib
@@ -15,13 +16,12 @@ import subprocess
 import tempfile
 
 from mapreduce import filenames
-from mapreduce.worker.lines import copy_with_newline, end_with_newline
+from mapreduce.worker.lines import copy_with_newline
 from mapreduce.worker.merge import merge_lines
 from mapreduce.worker.partition import partition_stream
 from mapreduce.worker.placing import local_dir, move_into, open_input
 from mapreduce.worker.processes import (
-    ProcessControl, TaskCancelled, TaskError, check_exit, exit_failure,
-    stderr_tail,
+    ProcessControl, TaskCancelled, TaskError, check_exit,
 )
 
 __all__ = ["ProcessControl", "TaskCancelled", "TaskError", "run_map_task",
@@ -30,29 +30,25 @@ __all__ = ["ProcessControl", "TaskCancelled", "TaskError", "run_map_task",
 LOG = logging.getLogger(__name__)
 WRITE_BUFFER_TOTAL = 1 << 16
 STDIN_BUFFER = 1 << 13
+SORT_PARALLELISM = 4
 
 
 def run_map_task(task_id, input_paths, executable, output_directory,
                  num_partitions, *, control=None):
     """Run a map task and return the names of the files it produced.
 
-    Each input file is piped through `executable` into one local file
-    (each input's output ends with a newline). That file is sorted with
-    `LC_ALL=C sort` and the sorted lines are dealt out by the md5 of
-    their keys into partition files `maptask{task_id:05d}-part{p:05d}`,
-    sorted as they come, which are then moved into `output_directory`.
-    Raises TaskError (nothing moved) on failure.
+    Each input file is piped through `executable`; every output line goes
+    to partition file `maptask{task_id:05d}-part{p:05d}` by the md5 of its
+    key. The files are sorted with `LC_ALL=C sort` and then moved into
+    `output_directory`. Raises TaskError (nothing moved) on failure.
     """
     control = control or ProcessControl(LOG)
     names = [filenames.map_output_name(task_id, partition)
              for partition in range(num_partitions)]
     with local_dir(task_id) as directory:
-        mapped = os.path.join(directory, "mapped")
-        with open(mapped, "w+b", buffering=0) as output:
-            for input_path in input_paths:
-                _run_mapper(executable, input_path, output, control)
         paths = [os.path.join(directory, name) for name in names]
-        _sort_into_partitions(mapped, paths, control)
+        _map_into(paths, input_paths, executable, control)
+        _sort_files(paths, control)
         for path in paths:
             move_into(path, output_directory)
     return names
@@ -80,37 +76,50 @@ def run_reduce_task(task_id, executable, input_paths, output_directory, *,
     return name
 
 
-def _run_mapper(executable, input_path, output, control):
-    """Pipe one input file through the mapper onto the end of `output`."""
-    with contextlib.ExitStack() as stack:
-        stdin = open_input(input_path, stack)
-        stderr_file = stack.enter_context(tempfile.TemporaryFile())
-        with control.running([executable], stdin=stdin, stdout=output,
-                             stderr=stderr_file) as child:
-            status = control.wait(child)
-        check_exit(executable, status, stderr_file, input_path, control.log)
-    end_with_newline(output)
-
-
-def _sort_into_partitions(mapped, paths, control):
-    """Sort file `mapped` with `LC_ALL=C sort` into the partition files."""
-    # Taken now, not at import: the caller's environment of the moment
-    # (TMPDIR, PATH), with the byte-order locale on top.
-    env = {**os.environ, "LC_ALL": "C"}
+def _map_into(paths, input_paths, executable, control):
+    """Pipe every input through the mapper into the partition files."""
     buffer_size = max(1, WRITE_BUFFER_TOTAL // len(paths))
     with contextlib.ExitStack() as stack:
         outputs = [stack.enter_context(open(path, "wb", buffer_size))
                    for path in paths]
+        for input_path in input_paths:
+            _map_one_input(executable, input_path, outputs, control)
+
+
+def _map_one_input(executable, input_path, outputs, control):
+    """Pipe one input file through the mapper into the partition files."""
+    with contextlib.ExitStack() as stack:
+        stdin = open_input(input_path, stack)
         stderr_file = stack.enter_context(tempfile.TemporaryFile())
-        with control.running(["sort", mapped], env=env,
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=stderr_file, bufsize=0) as child:
+        with control.running([executable], stdin=stdin,
+                             stdout=subprocess.PIPE, stderr=stderr_file,
+                             bufsize=0) as child:
             partition_stream(child.stdout, outputs, len(outputs))
             status = control.wait(child)
-        failure = exit_failure(status)
-        if failure:
-            raise TaskError(f"sort {failure} on the map output: "
-                            f"{stderr_tail(stderr_file)}")
+        check_exit(executable, status, stderr_file, input_path, control.log)
+
+
+def _sort_files(paths, control):
+    """Sort each non-empty file in place with `sort`, a few at a time."""
+    waiting = [path for path in paths if os.path.getsize(path) > 0]
+    # Taken now, not at import: the caller's environment of the moment
+    # (TMPDIR, PATH), with the byte-order locale on top.
+    env = {**os.environ, "LC_ALL": "C"}
+    while waiting:
+        batch, waiting = (waiting[:SORT_PARALLELISM],
+                          waiting[SORT_PARALLELISM:])
+        with contextlib.ExitStack() as stack:
+            running = [(path, stack.enter_context(control.running(
+                ["sort", "-o", path, path], env=env,
+                stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)))
+                for path in batch]
+            for path, child in running:
+                error = child.stderr.read().decode("utf-8", "replace")
+                status = control.wait(child)
+                if status != 0:
+                    raise TaskError(
+                        f"sort failed on {os.path.basename(path)} with "
+                        f"status {status}: {error.strip()[-500:]}")
 
 
 def _reduce_into(output, inputs, executable, control, what):
