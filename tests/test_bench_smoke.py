@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 
-SECTIONS = ["throughput", "latency", "idle", "memory", "scheduling"]
+SECTIONS = ["throughput", "latency", "idle", "memory", "heap", "scheduling"]
 
 
 def test_quick_bench_runs_and_outputs_agree(tmp_path):
