@@ -277,7 +277,9 @@ def test_sweeping_while_owners_come_and_go(parent, caplog):
     with start_python(CHURN, PREFIX, str(parent), "300",
                       stderr=subprocess.PIPE) as churn:
         try:
-            while churn.poll() is None:
+            finished = False
+            while not finished:
+                finished = churn.poll() is not None
                 removed += sweep.sweep(str(parent), PREFIX, LOG)
         finally:
             churn.kill()
