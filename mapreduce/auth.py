@@ -17,9 +17,11 @@ well-formed message of a type it does not know, and ignores it.
 The receiver accepts an envelope only if its MAC is right, its time is
 within `max_age` seconds of the receiver's clock (either way: the clocks
 of a cluster are assumed to agree to well within that), its nonce has not
-been seen within that window, and, when the receiver says who it is, its
-recipient is the receiver. Anything else raises `AuthError`, whose text
-says why; the caller logs it and drops the message.
+been seen within that window, its sender is not the receiver's own name
+(a reflection), and, when the receiver says who it is, its recipient is
+the receiver. A receiver may also refuse everything signed before it
+started (`refuse_older_than_now`). Anything else raises `AuthError`,
+whose text says why; the caller logs it and drops the message.
 """
 
 import collections
@@ -145,6 +147,7 @@ class Authenticator:
         self._replays = ReplayCache(2 * max_age, replay_capacity)
         self._lock = threading.Lock()
         self.clock = clock
+        self._not_before_ms = 0
 
     def _mac(self, canonical):
         """Return the hex HMAC-SHA256 of bytes `canonical`."""
@@ -166,13 +169,25 @@ class Authenticator:
                   message, mac)
         return protocol.encode(dict(zip(_ENVELOPE_KEYS, values)))
 
+    def refuse_older_than_now(self):
+        """Refuse from now on every message signed before this moment.
+
+        A process that starts remembers no nonce: call this when it starts
+        serving, so that a message captured on its way to a previous
+        process at the same address cannot be replayed to this one. (A
+        peer whose clock is behind this one's by some milliseconds is then
+        refused for those first milliseconds.)
+        """
+        self._not_before_ms = int(self.clock() * 1000)
+
     def open(self, data, recipient=None):
         """Return the inner message bytes of envelope bytes `data`.
 
         Raises AuthError, saying why, if `data` is not an envelope, its
         MAC is wrong, it is stale or dated in the future, it was already
-        received, or (when `recipient` is given) it is meant for another
-        receiver.
+        received or signed before `refuse_older_than_now` was called,
+        it claims to come from this process itself (a reflection), or
+        (when `recipient` is given) it is meant for another receiver.
         """
         sender, to, time_ms, nonce, inner, mac = _envelope_fields(data)
         expected = self._mac(canonical_bytes(sender, to, time_ms, nonce,
@@ -187,6 +202,12 @@ class Authenticator:
         if age < -self.max_age:
             raise AuthError(f"dated {-age:.1f}s in the future (more than "
                             f"{self.max_age:g}s; are the clocks in step?)")
+        if time_ms < self._not_before_ms:
+            raise AuthError("signed before this process started (a replay "
+                            "meant for an earlier process?)")
+        if self.identity and sender == self.identity:
+            raise AuthError(f"reflected: signed in this process's own name "
+                            f"{sender!r}")
         if recipient is not None and to != recipient:
             raise AuthError(f"meant for {to!r}, not for {recipient!r}")
         with self._lock:

@@ -231,6 +231,36 @@ def test_recipient_is_checked_when_the_receiver_names_itself(clock):
     assert receiver.open(sender.seal(REGISTER, "x")) == REGISTER
 
 
+def test_a_restarted_receiver_refuses_what_was_signed_before(clock):
+    """A message captured for a previous process cannot be replayed.
+
+    A new receiver remembers no nonce; once it refuses what was signed
+    before it started, a capture from before is refused, and what is
+    signed from then on is accepted.
+    """
+    sender, first = pair(clock)
+    captured = sender.seal(REGISTER)
+    assert first.open(captured) == REGISTER
+    clock.now += 5
+    _, second = pair(clock)
+    second.refuse_older_than_now()
+    refused(second, captured, "signed before this process started")
+    assert second.open(sender.seal(REGISTER)) == REGISTER
+    _, third = pair(clock)
+    assert third.open(captured) == REGISTER
+
+
+def test_own_messages_reflected_back_are_refused(clock):
+    """A process refuses an envelope that claims to come from itself."""
+    sender, receiver = pair(clock)
+    worker = auth.Authenticator(SECRET, "worker 10.0.0.2:6001", clock=clock)
+    refused(worker, sender.seal(REGISTER), "reflected",
+            "'worker 10.0.0.2:6001'")
+    assert receiver.open(sender.seal(REGISTER)) == REGISTER
+    anonymous = auth.Authenticator(SECRET, clock=clock)
+    assert anonymous.open(anonymous.seal(REGISTER)) == REGISTER
+
+
 def test_refused_envelopes_do_not_fill_the_replay_cache(clock):
     """Only accepted envelopes take room: a forger cannot fill it."""
     sender, receiver = pair(clock)
