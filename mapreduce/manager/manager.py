@@ -18,7 +18,7 @@ import threading
 import time
 
 from mapreduce import defaults, protocol
-from mapreduce.logs import get_logger, stop_on_signals
+from mapreduce.logs import get_logger
 from mapreduce.manager import dashboard
 from mapreduce.manager.events import History
 from mapreduce.manager.followers import Followers
@@ -26,6 +26,7 @@ from mapreduce.manager.scheduler import Scheduler
 from mapreduce.manager.status import ManagerInfo, job_detail, status_snapshot
 from mapreduce.reactor import (DatagramServer, HttpServer, MessageServer,
                                Reactor)
+from mapreduce.signals import stop_on_signals
 
 
 @dataclasses.dataclass

@@ -10,7 +10,8 @@ import concurrent.futures
 import functools
 
 from mapreduce import protocol
-from mapreduce.logs import get_logger, stop_on_signals
+from mapreduce.logs import get_logger
+from mapreduce.signals import stop_on_signals
 from mapreduce.reactor import MessageServer, Reactor, send_datagram
 from mapreduce.reactor import send_message
 from mapreduce.worker.tasks import (
