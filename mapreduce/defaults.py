@@ -1,4 +1,4 @@
-"""Default settings of the Manager, the Worker and the clients, in one place."""
+"""Default settings of the Manager, the Worker and the clients: one place."""
 
 # Where a Manager listens, and where the client commands look for it.
 MANAGER_HOST = "localhost"

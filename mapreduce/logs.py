@@ -23,4 +23,3 @@ def configure(logfile=None, loglevel="info"):
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(loglevel.upper())
-

@@ -189,4 +189,3 @@ def exit_failure(status):
     except ValueError:  # Real-time signals have no name here.
         name = f"signal {-status}"
     return f"was killed by {name}"
-

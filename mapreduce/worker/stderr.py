@@ -20,6 +20,29 @@ REPORTER_PREFIX = b"reporter:"
 _READ_SIZE = 4096
 
 
+class Tail:
+    """The last `size` bytes of a stream of lines, and whether cut."""
+
+    def __init__(self, size=STDERR_TAIL):
+        """Start empty."""
+        self.size = size
+        self.data = bytearray()
+        self.cut = False
+
+    def add(self, line):
+        """Append `line` and its newline; drop what falls out of the tail."""
+        self.data += line + b"\n"
+        extra = len(self.data) - self.size
+        if extra > 0:
+            del self.data[:extra]
+            self.cut = True
+
+    def text(self):
+        """Return the tail as text, with "..." in front if it was cut."""
+        text = self.data.decode("utf-8", "replace").strip()
+        return ("..." if self.cut else "") + text
+
+
 class ChildStderr:
     """The stderr of one child: its lines, its tail, and its end.
 
@@ -37,8 +60,7 @@ class ChildStderr:
         self.done = threading.Event()
         self._lock = threading.Lock()
         self._fd = fd
-        self._tail = bytearray()
-        self._cut = False
+        self._tail = Tail()
 
     def claim(self):
         """Take the pipe's read end (a descriptor), or -1 if gone."""
@@ -61,11 +83,7 @@ class ChildStderr:
         self.log.debug("%s: %s", self.name,
                        data.decode("utf-8", "backslashreplace"))
         with self._lock:
-            self._tail += data + b"\n"
-            extra = len(self._tail) - STDERR_TAIL
-            if extra > 0:
-                del self._tail[:extra]
-                self._cut = True
+            self._tail.add(data)
 
     def eof(self):
         """Note that the pipe has ended: the pool thread may go on."""
@@ -74,8 +92,7 @@ class ChildStderr:
     def tail(self):
         """Return the last few KB the child wrote, as text."""
         with self._lock:
-            text = self._tail.decode("utf-8", "replace").strip()
-            return ("..." if self._cut else "") + text
+            return self._tail.text()
 
 
 def read_in_thread(stderr):
