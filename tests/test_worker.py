@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from mapreduce.worker import WorkerOptions, WorkerServer
+from mapreduce.worker import WorkerOptions, WorkerServer, processes
+from mapreduce.worker.tasks import run_map_task
 from mapreduce.worker.stderr import ChildStderr
 from tests.test_tasks import (
     hang_pidfile, process_gone, read_pids, redirect_temp,
@@ -312,6 +313,39 @@ def test_stderr_tail_is_the_last_two_kb(manager, registered, tmp_path,
     assert tail.startswith("...")
     assert tail.endswith("noise line 2999\nthe very last word")
     assert 1800 < len(tail) <= 2048 + 3
+
+
+LEAVES_STDERR_OPEN = """#!/bin/sh
+# A mapper that exits 0 but leaves a process holding its stderr open.
+cat
+sleep 60 > /dev/null &
+echo $! > "$LEFT_PID"
+"""
+
+
+def test_a_process_left_holding_stderr_is_killed(tmp_path, monkeypatch,
+                                                 local_tmp):
+    """The task does not wait for stderr forever: after the grace period
+    the child's process group is killed and the task goes on."""
+    monkeypatch.setattr(processes, "STDERR_GRACE", 0.3)
+    mapper = tmp_path / "leaves.sh"
+    mapper.write_text(LEAVES_STDERR_OPEN)
+    mapper.chmod(0o755)
+    left = tmp_path / "left.pid"
+    monkeypatch.setenv("LEFT_PID", str(left))
+    job = tmp_path / "job"
+    job.mkdir()
+    start = time.monotonic()
+    try:
+        assert run_map_task(0, INPUTS[:1], str(mapper), str(job), 1) == [
+            "maptask00000-part00000"]
+        assert time.monotonic() - start < 30
+        pid = int(left.read_text())
+        wait_for(lambda: process_gone(pid), what="the left process to end")
+    finally:
+        if left.exists() and not process_gone(int(left.read_text())):
+            os.kill(int(left.read_text()), signal.SIGKILL)
+    assert not any(local_tmp.iterdir())
 
 
 def test_reporter_lines_go_to_the_hook():

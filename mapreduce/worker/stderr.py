@@ -10,6 +10,7 @@ thread waits for the pipe's end (`ChildStderr.done`) before it judges
 the child's exit.
 """
 
+import logging
 import os
 import threading
 
@@ -80,8 +81,9 @@ class ChildStderr:
         if self.on_report is not None and data.startswith(REPORTER_PREFIX):
             self.on_report(data)
             return
-        self.log.debug("%s: %s", self.name,
-                       data.decode("utf-8", "backslashreplace"))
+        if self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug("%s: %s", self.name,
+                           data.decode("utf-8", "backslashreplace"))
         with self._lock:
             self._tail.add(data)
 
