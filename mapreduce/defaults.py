@@ -1,4 +1,4 @@
-"""Default settings of the Manager and the client commands, in one place."""
+"""Default settings of the Manager, the Worker and the clients: one place."""
 
 # Where a Manager listens, and where the client commands look for it.
 MANAGER_HOST = "localhost"
@@ -11,7 +11,7 @@ WEB_PORT = 6080
 HEARTBEAT_TIMEOUT = 10.0
 # A task that fails this many times fails its job.
 MAX_ATTEMPTS = 3
-# Seconds the Manager gives one outgoing message to be delivered.
+# Seconds the Manager or a Worker gives one outgoing message to be delivered.
 SEND_TIMEOUT = 5.0
 
 # Seconds a client waits to connect and to get an answer.
@@ -26,3 +26,16 @@ DETAILED_JOBS = 10
 # ... and at most this many events and task attempts per job.
 EVENTS_PER_JOB = 200
 ATTEMPTS_PER_JOB = 10000
+
+# Where a Worker listens by default.
+WORKER_HOST = "localhost"
+WORKER_PORT = 6001
+# Seconds between a Worker's heartbeats.
+HEARTBEAT_INTERVAL = 2.0
+# Seconds a Worker waits before it tries a failed send (or register) again.
+RETRY_INTERVAL = 1.0
+# Seconds a Worker waits for `register_ack` after a delivered `register`
+# before it registers again.
+ACK_TIMEOUT = 10.0
+# How many times a Worker tries to deliver one message to the Manager.
+SEND_ATTEMPTS = 3

@@ -5,13 +5,18 @@ so a test can check that every temporary directory is gone after the
 signal, and that a Worker's running task processes were terminated.
 """
 
+import logging
 import os
 import pathlib
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
+
+from mapreduce.reactor import Reactor
+from mapreduce.signals import stop_on_signals
 
 from tests.test_init_script import process_running
 from tests.util import (
@@ -127,3 +132,42 @@ def test_worker_exits_cleanly_and_stops_its_task(tmp_path, signum):
     assert "Traceback" not in stderr
     assert not list((tmp_path / "tmp").iterdir())
     assert not list(output.iterdir())
+
+
+# The signals module on its own, in this process.
+
+def test_stop_on_signals_posts_the_stop_to_the_loop(caplog):
+    """SIGTERM inside the block runs `stop` on the loop; outside, the old
+    handler is back."""
+    before = signal.getsignal(signal.SIGTERM)
+    reactor = Reactor(logging.getLogger("signals-test"))
+    stopped = []
+
+    def stop_the_loop():
+        stopped.append(threading.get_ident())
+        reactor.stop()
+    caplog.set_level(logging.INFO)
+    try:
+        with stop_on_signals(reactor, stop_the_loop):
+            assert signal.getsignal(signal.SIGTERM) is not before
+            reactor.call_soon(os.kill, os.getpid(), signal.SIGTERM)
+            reactor.run()
+    finally:
+        reactor.close()
+    assert stopped == [threading.get_ident()]
+    assert "Received SIGTERM" in caplog.text
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_stop_on_signals_does_nothing_off_the_main_thread():
+    """In another thread (a Worker run by a test), no handler is set."""
+    before = signal.getsignal(signal.SIGINT)
+    seen = []
+
+    def inside():
+        with stop_on_signals(None, None):
+            seen.append(signal.getsignal(signal.SIGINT))
+    thread = threading.Thread(target=inside)
+    thread.start()
+    thread.join()
+    assert seen == [before]

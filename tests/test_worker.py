@@ -12,10 +12,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
+from mapreduce.worker import WorkerOptions, WorkerServer, processes
+from mapreduce.worker.tasks import run_map_task
+from mapreduce.worker.stderr import ChildStderr
 from tests.test_tasks import (
     hang_pidfile, process_gone, read_pids, redirect_temp,
 )
@@ -199,6 +203,166 @@ def test_registers_once_the_manager_appears(local_tmp, caplog):
     finally:
         worker.shutdown(STOP_WAIT)
     assert not any(local_tmp.iterdir())
+
+
+# Built, started and stopped by code.
+
+def worker_threads():
+    """Return the live threads a Worker makes (its loop, its task pool)."""
+    return [thread.name for thread in threading.enumerate()
+            if thread.name.startswith(("worker-", "mapreduce-task"))]
+
+
+def test_worker_server_built_started_stopped(manager, local_tmp, caplog):
+    """Built: nothing runs. Started: it registers under its real port, and
+    its log carries that port from the first line. Stopped: every thread
+    of it has ended."""
+    caplog.set_level(logging.DEBUG)
+    server = WorkerServer("localhost", 0, "localhost", manager.port,
+                          options=WorkerOptions(heartbeat_interval=HEARTBEAT,
+                                                retry_interval=RETRY))
+    assert server.stop(STOP_WAIT)  # Never started: nothing to stop.
+    assert not worker_threads()
+    manager.expect_none(within=0.1, skip=())
+    try:
+        server.start()
+        assert server.port != 0
+        acknowledge(manager, server.port)
+        assert server.registered
+    finally:
+        assert server.stop(STOP_WAIT)
+    assert not worker_threads()
+    names = {record.name for record in caplog.records
+             if record.name.startswith("Worker:")}
+    assert names == {f"Worker:{server.port}"}
+    assert not port_is_open(server.port)
+    assert not any(local_tmp.iterdir())
+
+
+def port_is_open(port):
+    """Tell whether something accepts TCP connections on `port`."""
+    with socket.socket() as sock:
+        return sock.connect_ex(("localhost", port)) == 0
+
+
+def test_worker_returns_with_every_thread_joined(manager, local_tmp):
+    """The specification's Worker(...) returns after shutdown, all joined."""
+    worker = start_worker(manager.port, heartbeat_interval=HEARTBEAT,
+                          retry_interval=RETRY)
+    acknowledge(manager, worker.port)
+    send_json(worker.port, map_task(0, INPUTS, WC_MAP, local_tmp, 1))
+    next_of(manager, "finished")
+    worker.shutdown(STOP_WAIT)
+    assert not worker_threads()
+
+
+# Children's stderr, read by the Worker's loop.
+
+NOISY = """#!/bin/sh
+# A mapper that complains a lot on stderr, then fails.
+cat > /dev/null
+i=0
+while [ $i -lt $LINES ]; do echo "noise line $i" >&2; i=$((i + 1)); done
+echo "the very last word" >&2
+exit 4
+"""
+
+
+def noisy_mapper(tmp_path, monkeypatch, lines):
+    """Write a mapper that writes `lines` lines and a last one on stderr."""
+    path = tmp_path / "noisy.sh"
+    path.write_text(NOISY)
+    path.chmod(0o755)
+    monkeypatch.setenv("LINES", str(lines))
+    return path
+
+
+def test_stderr_is_read_by_the_loop(manager, registered, tmp_path,
+                                    monkeypatch, caplog):
+    """Each stderr line is logged by the loop's thread; the tail is in the
+    error, last line included (the exit is judged after the pipe's end)."""
+    caplog.set_level(logging.DEBUG)
+    mapper = noisy_mapper(tmp_path, monkeypatch, 3)
+    job = tmp_path / "job"
+    job.mkdir()
+    send_json(registered.port, map_task(5, INPUTS[:1], mapper, job, 2))
+    msg = next_of(manager, "task_failed")
+    assert "status 4" in msg["error"]
+    assert msg["error"].endswith(
+        "; stderr: noise line 0\nnoise line 1\nnoise line 2\n"
+        "the very last word")
+    lines = [record for record in caplog.records
+             if record.name == f"Worker:{registered.port}"
+             and "noisy.sh: " in record.getMessage()]
+    assert [record.getMessage() for record in lines] == [
+        "noisy.sh: noise line 0", "noisy.sh: noise line 1",
+        "noisy.sh: noise line 2", "noisy.sh: the very last word"]
+    # Logged on the thread that runs the Worker's loop, not the task's.
+    assert {record.thread for record in lines} == {registered.thread.ident}
+
+
+def test_stderr_tail_is_the_last_two_kb(manager, registered, tmp_path,
+                                        monkeypatch):
+    """A child that writes much on stderr: the error keeps its end only."""
+    mapper = noisy_mapper(tmp_path, monkeypatch, 3000)
+    job = tmp_path / "job"
+    job.mkdir()
+    send_json(registered.port, map_task(5, INPUTS[:1], mapper, job, 2))
+    error = next_of(manager, "task_failed")["error"]
+    tail = error.split("; stderr: ", 1)[1]
+    assert tail.startswith("...")
+    assert tail.endswith("noise line 2999\nthe very last word")
+    assert 1800 < len(tail) <= 2048 + 3
+
+
+LEAVES_STDERR_OPEN = """#!/bin/sh
+# A mapper that exits 0 but leaves a process holding its stderr open.
+cat
+sleep 60 > /dev/null &
+echo $! > "$LEFT_PID"
+"""
+
+
+def test_a_process_left_holding_stderr_is_killed(tmp_path, monkeypatch,
+                                                 local_tmp):
+    """The task does not wait for stderr forever: after the grace period
+    the child's process group is killed and the task goes on."""
+    monkeypatch.setattr(processes, "STDERR_GRACE", 0.3)
+    mapper = tmp_path / "leaves.sh"
+    mapper.write_text(LEAVES_STDERR_OPEN)
+    mapper.chmod(0o755)
+    left = tmp_path / "left.pid"
+    monkeypatch.setenv("LEFT_PID", str(left))
+    job = tmp_path / "job"
+    job.mkdir()
+    start = time.monotonic()
+    try:
+        assert run_map_task(0, INPUTS[:1], str(mapper), str(job), 1) == [
+            "maptask00000-part00000"]
+        assert time.monotonic() - start < 30
+        pid = int(left.read_text())
+        wait_for(lambda: process_gone(pid), what="the left process to end")
+    finally:
+        if left.exists() and not process_gone(int(left.read_text())):
+            os.kill(int(left.read_text()), signal.SIGKILL)
+    assert not any(local_tmp.iterdir())
+
+
+def test_reporter_lines_go_to_the_hook():
+    """The Hadoop Streaming hook takes `reporter:` lines out of the tail."""
+    reports = []
+    read_end, write_end = os.pipe()
+    os.close(write_end)
+    stderr = ChildStderr(read_end, logging.getLogger(__name__), "m",
+                         on_report=reports.append)
+    stderr.line(b"reporter:counter:group,name,1")
+    stderr.line(b"plain complaint")
+    assert reports == [b"reporter:counter:group,name,1"]
+    assert stderr.tail() == "plain complaint"
+    stderr.abandon()
+    assert stderr.done.is_set()
+    with pytest.raises(OSError):
+        os.fstat(read_end)  # Abandoned unclaimed: the pipe is closed.
 
 
 # Tasks.

@@ -108,17 +108,46 @@ class Job:
     """A submitted job: its request, its directories and its current stage."""
 
     def __init__(self, job_id, request, shared_dir):
-        """Record job `job_id` from a `new_manager_job` request."""
+        """Record job `job_id` from a `new_manager_job` request.
+
+        The request (a protocol.NewManagerJob) is kept whole; the
+        properties below read its fields.
+        """
         self.job_id = job_id
-        self.input_directory = request.input_directory
-        self.output_directory = request.output_directory
-        self.mapper_executable = request.mapper_executable
-        self.reducer_executable = request.reducer_executable
-        self.num_mappers = request.num_mappers
-        self.num_reducers = request.num_reducers
+        self.request = request
         self.job_dir = os.path.join(shared_dir,
                                     filenames.job_dir_name(job_id))
         self.stage = None
+
+    @property
+    def input_directory(self):
+        """Return the directory of the job's input files."""
+        return self.request.input_directory
+
+    @property
+    def output_directory(self):
+        """Return the directory where the job's part files go."""
+        return self.request.output_directory
+
+    @property
+    def mapper_executable(self):
+        """Return the mapper's path (or name on PATH)."""
+        return self.request.mapper_executable
+
+    @property
+    def reducer_executable(self):
+        """Return the reducer's path (or name on PATH)."""
+        return self.request.reducer_executable
+
+    @property
+    def num_mappers(self):
+        """Return how many map tasks were asked for (at most)."""
+        return self.request.num_mappers
+
+    @property
+    def num_reducers(self):
+        """Return how many reduce tasks (partitions) the job has."""
+        return self.request.num_reducers
 
     def map_tasks(self):
         """Deal the name-sorted input files round-robin into map tasks.

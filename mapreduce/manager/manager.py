@@ -11,14 +11,13 @@ clients' queries (status, job following); the Scheduler owns the
 Workers, the job queue and the tasks; the History records what happens.
 """
 
-import contextlib
 import dataclasses
+import shutil
 import tempfile
-import threading
 import time
 
 from mapreduce import defaults, protocol
-from mapreduce.logs import get_logger, stop_on_signals
+from mapreduce.logs import get_logger
 from mapreduce.manager import dashboard
 from mapreduce.manager.events import History
 from mapreduce.manager.followers import Followers
@@ -26,6 +25,7 @@ from mapreduce.manager.scheduler import Scheduler
 from mapreduce.manager.status import ManagerInfo, job_detail, status_snapshot
 from mapreduce.reactor import (DatagramServer, HttpServer, MessageServer,
                                Reactor)
+from mapreduce.service import Service
 
 
 @dataclasses.dataclass
@@ -41,14 +41,16 @@ class ManagerOptions:
     web_port: object = None
 
 
-class ManagerServer:
+class ManagerServer(Service):
     """A Manager that code can build, start and stop."""
+
+    name = "manager"
 
     def __init__(self, host=defaults.MANAGER_HOST, port=defaults.MANAGER_PORT,
                  options=None):
         """Build a Manager for TCP and UDP `host:port`; nothing runs yet."""
+        super().__init__(Reactor(get_logger("Manager", port)))
         self.options = options or ManagerOptions()
-        self.reactor = Reactor(get_logger("Manager", port))
         self.info = ManagerInfo(host, port, None, time.time())
         self.scheduler = Scheduler(self.reactor, History(self.reactor.log),
                                    self.options)
@@ -64,7 +66,6 @@ class ManagerServer:
         for kind in (protocol.Register, protocol.Heartbeat,
                      protocol.Finished, protocol.TaskFailed):
             self._handlers[kind] = self._to_scheduler
-        self._running = _Running()
 
     @property
     def history(self):
@@ -83,37 +84,29 @@ class ManagerServer:
 
     # Life cycle.
 
-    def open(self):
-        """Make the shared directory and listen; the loop does not run yet.
-
-        Raises OSError (nothing left open) when a port cannot be had.
-        """
-        closing = self._running.closing
-        closing.callback(self.reactor.close)
-        try:
-            shared = closing.enter_context(tempfile.TemporaryDirectory(
-                prefix="mapreduce-shared-", dir=self.options.shared_dir))
-            tcp = MessageServer(self.reactor, self.info.host, self.info.port,
-                                self._on_message)
-            closing.callback(tcp.close)
-            self.info.port = tcp.port
-            # Now the port is known (it may have been 0): name the log by
-            # it; the servers and the History log through this logger.
-            self.reactor.log = self.history.log = get_logger("Manager",
-                                                             tcp.port)
-            udp = DatagramServer(self.reactor, self.info.host, tcp.port,
-                                 self._on_datagram)
-            closing.callback(udp.close)
-        except BaseException:
-            self.close()
-            raise
+    def listen(self, closing):
+        """Make the shared directory; listen for TCP, UDP and the page."""
+        shared = tempfile.mkdtemp(prefix="mapreduce-shared-",
+                                  dir=self.options.shared_dir)
+        closing.callback(shutil.rmtree, shared, ignore_errors=True)
+        tcp = MessageServer(self.reactor, self.info.host, self.info.port,
+                            self._on_message)
+        closing.callback(tcp.close)
+        self.info.port = tcp.port
+        # Now the port is known (it may have been 0): name the log by it;
+        # the servers and the History log through this logger.
+        self.reactor.log = self.history.log = get_logger("Manager",
+                                                         tcp.port)
+        udp = DatagramServer(self.reactor, self.info.host, tcp.port,
+                             self._on_datagram)
+        closing.callback(udp.close)
         self.info.shared_dir = self.scheduler.shared_dir = shared
         self.history.record("manager_started", host=self.info.host,
                             port=tcp.port, shared_dir=shared)
         if self.options.web_port is not None:
-            self._open_dashboard()
+            self._open_dashboard(closing)
 
-    def _open_dashboard(self):
+    def _open_dashboard(self, closing):
         """Serve the dashboard on the web port; on failure, go on without.
 
         The Manager must run whatever happens to its page: a port that
@@ -128,43 +121,9 @@ class ManagerServer:
                              "the Manager runs without it", host, port,
                              exc.strerror or exc)
             return
-        self._running.closing.callback(web.close)
+        closing.callback(web.close)
         self.info.web_port = web.port
         self.log.info("Dashboard on %s", dashboard.url(host, web.port))
-
-    def close(self):
-        """Close the listeners, the loop and the shared directory."""
-        self._running.closing.close()
-
-    def run(self):
-        """Open (unless open), run the loop until shutdown, then close."""
-        try:
-            if self.info.shared_dir is None:
-                self.open()
-            self.reactor.run()
-        finally:
-            self.close()
-
-    def start(self):
-        """Open, then run the loop in a thread of its own; return self."""
-        self.open()
-        self._running.thread = threading.Thread(
-            target=self.run, daemon=True, name=f"manager-{self.port}")
-        self._running.thread.start()
-        return self
-
-    def stop(self, timeout=None):
-        """Shut down as a `shutdown` message would; wait for the thread.
-
-        Returns whether the loop's thread has ended.
-        """
-        thread = self._running.thread
-        if thread is None:
-            return True
-        if thread.is_alive():
-            self.reactor.call_soon_threadsafe(self.shut_down)
-            thread.join(timeout)
-        return not thread.is_alive()
 
     def shut_down(self):
         """Abandon the jobs, stop the Workers, then the loop; loop thread."""
@@ -253,20 +212,4 @@ class Manager(ManagerServer):
         """
         super().__init__(host, port, ManagerOptions(shared_dir=shared_dir,
                                                     **settings))
-        # Signals are caught from the start to the very end, so that one
-        # arriving early or during clean-up still ends in a clean exit.
-        with stop_on_signals(self.reactor, self.shut_down):
-            self.run()
-
-
-class _Running:
-    """What a started Manager holds: what to close, and its thread."""
-
-    def __init__(self):
-        """Hold nothing yet."""
-        self.closing = contextlib.ExitStack()
-        self.thread = None
-
-    def __repr__(self):
-        """Show the thread."""
-        return f"_Running(thread={self.thread!r})"
+        self.run_blocking()

@@ -5,11 +5,11 @@ from mapreduce.reactor.net import (
     DatagramServer, Limits, MessageServer, Reply, request, send_datagram,
     send_message,
 )
-from mapreduce.reactor.pipes import LineReader
+from mapreduce.reactor.pipes import LineReader, LineSplitter
 from mapreduce.reactor.web import HTTP_LIMITS, HttpServer
 
 __all__ = [
     "HTTP_LIMITS", "DatagramServer", "Guard", "Handle", "HttpServer",
-    "LineReader", "Limits", "MessageServer", "Reactor", "Reply", "request",
-    "send_datagram", "send_message",
+    "LineReader", "LineSplitter", "Limits", "MessageServer", "Reactor",
+    "Reply", "request", "send_datagram", "send_message",
 ]

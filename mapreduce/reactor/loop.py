@@ -72,8 +72,9 @@ class Timers:
 
     COMPACT_AFTER = 64
 
-    def __init__(self):
-        """Start with no timers."""
+    def __init__(self, clock=monotonic):
+        """Start with no timers, on `clock` (seconds, monotonic)."""
+        self.clock = clock
         self._heap = []
         self._sequence = itertools.count()
         self.cancelled = 0
@@ -225,9 +226,8 @@ class Reactor:
         `clock` gives the loop's time in seconds (tests pass a fake one).
         """
         self.log = logger or logging.getLogger(__name__)
-        self._clock = clock
         self._selector = selectors.DefaultSelector()
-        self._timers = Timers()
+        self._timers = Timers(clock)
         self._ready = collections.deque()
         self._stopping = False
         self._guard = Guard(self.log)
@@ -238,7 +238,7 @@ class Reactor:
 
     def time(self):
         """Return the loop's clock: seconds on a monotonic clock."""
-        return self._clock()
+        return self._timers.clock()
 
     def call_later(self, delay, callback, *args):
         """Run `callback(*args)` after `delay` seconds; return its Handle."""

@@ -31,16 +31,17 @@ def _allow_many_open_files():
               help="Write the log here instead of to stderr.")
 @click.option("--loglevel", default="info", show_default=True,
               type=click.Choice(LEVELS, case_sensitive=False))
-def main(host, port, manager_host, manager_port, logfile, loglevel):
+def main(**options):
     """Run a MapReduce Worker until the Manager shuts it down."""
-    configure(logfile, loglevel)
+    configure(options["logfile"], options["loglevel"])
     _allow_many_open_files()
+    host, port = options["host"], options["port"]
     try:
-        Worker(host, port, manager_host, manager_port)
+        Worker(host, port, options["manager_host"], options["manager_port"])
     except OSError as exc:
         raise click.ClickException(
             f"cannot run the Worker on {host}:{port}: {exc}") from exc
 
 
 if __name__ == "__main__":
-    main()  # pylint: disable=no-value-for-parameter  # click fills them
+    main.main()

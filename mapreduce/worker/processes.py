@@ -2,7 +2,9 @@
 
 Every child runs in a session of its own, so that killing its process
 group also kills whatever it started. `ProcessControl.cancel()` may come
-from any thread; it stops every child of the task at once.
+from any thread; it stops every child of the task at once. Each child's
+stderr is a pipe handed to a reader (see mapreduce.worker.stderr); its
+exit is judged once that pipe has ended.
 """
 
 import contextlib
@@ -12,7 +14,11 @@ import signal
 import subprocess
 import threading
 
-STDERR_TAIL = 2048
+from mapreduce.worker.stderr import ChildStderr, read_in_thread
+
+# Seconds to wait for a child's stderr to end once the child has exited
+# (a process it left behind may hold the pipe; it is then killed).
+STDERR_GRACE = 5.0
 
 
 class TaskError(Exception):
@@ -28,14 +34,17 @@ class ProcessControl:
 
     `cancel()` may be called from any thread: it kills every child (with
     its own children) and makes later starts fail with TaskCancelled.
-    What the children say on stderr goes to logger `log`.
+    What the children say on stderr goes to logger `log`; `read_stderr`
+    (a function of a ChildStderr) starts reading each child's stderr pipe.
     """
 
-    def __init__(self, log=None):
+    def __init__(self, log=None, read_stderr=read_in_thread):
         """Start with no children and not cancelled, logging to `log`."""
         self.log = log or logging.getLogger(__name__)
+        self.read_stderr = read_stderr
         self._lock = threading.Lock()
         self._children = set()
+        self._stderr = {}
         self.cancelled = False
 
     @contextlib.contextmanager
@@ -43,15 +52,28 @@ class ProcessControl:
         """Run `args` as a child for the with block; yield its Popen.
 
         Leaving the block by an exception kills the child's process group;
-        either way the child is waited for and its pipes are closed.
+        either way the child is waited for and its pipes are closed. Unless
+        `popen_args` say where stderr goes, it is a pipe read by
+        `read_stderr` (see `wait` and `check_exit`).
         """
         self._refuse_if_cancelled()
+        read_fd = write_fd = -1
+        if "stderr" not in popen_args:
+            read_fd, write_fd = os.pipe()
+            popen_args["stderr"] = write_fd
         try:
             child = subprocess.Popen(args, start_new_session=True,
                                      **popen_args)
         except OSError as exc:
+            if read_fd >= 0:
+                os.close(read_fd)
             raise TaskError(f"cannot run {args[0]!r}: "
                             f"{_start_failure(args[0], exc)}") from exc
+        finally:
+            if write_fd >= 0:
+                os.close(write_fd)
+        if read_fd >= 0:
+            self._read_stderr_of(child, read_fd)
         with child:
             try:
                 self._adopt(child)
@@ -63,22 +85,69 @@ class ProcessControl:
                 with self._lock:
                     self._children.discard(child)
 
+    def _read_stderr_of(self, child, fd):
+        """Hand `child`'s stderr pipe end `fd` to the reader."""
+        stderr = ChildStderr(fd, self.log, os.path.basename(child.args[0]))
+        with self._lock:
+            self._stderr[child] = stderr
+            if self.cancelled:
+                stderr.abandon()
+                return
+        self.read_stderr(stderr)
+
     def wait(self, child):
-        """Wait for `child` to exit and return its exit status.
+        """Wait for `child` to exit and its stderr to end; return its status.
 
         Raises TaskCancelled if the task was cancelled meanwhile: the
         status of a killed child says nothing about the task.
         """
         status = child.wait()
+        stderr = self._stderr.get(child)
+        if stderr is not None and not stderr.done.wait(STDERR_GRACE):
+            self.log.warning("%s exited but its stderr is still open; "
+                             "killing what it left running", child.args[0])
+            _kill_group(child)
+            if not stderr.done.wait(STDERR_GRACE):
+                stderr.abandon()
         self._refuse_if_cancelled()
         return status
 
+    def stderr_tail(self, child):
+        """Return the last few KB `child` wrote on stderr, as text."""
+        stderr = self._stderr.get(child)
+        return stderr.tail() if stderr is not None else ""
+
+    def check_exit(self, child, status, what):
+        """Log `child`'s stderr tail; raise TaskError unless it exited 0.
+
+        `status` is what `wait` returned; `what` names the work the child
+        did, for the messages.
+        """
+        executable = child.args[0]
+        tail = self.stderr_tail(child)
+        failure = exit_failure(status)
+        if failure is None:
+            if tail:
+                self.log.info("%s wrote to stderr on %s: %s", executable,
+                              what, tail)
+            return
+        message = f"{executable} {failure} on {what}"
+        if tail:
+            message += f"; stderr: {tail}"
+        raise TaskError(message)
+
     def cancel(self):
-        """Kill every child process group and refuse new ones."""
+        """Kill every child process group and refuse new ones.
+
+        Whoever waits for a child's stderr stops waiting.
+        """
         with self._lock:
             self.cancelled = True
             for child in self._children:
                 _kill_group(child)
+            waiting = list(self._stderr.values())
+        for stderr in waiting:
+            stderr.abandon()
 
     def _refuse_if_cancelled(self):
         """Raise TaskCancelled if the task was cancelled."""
@@ -109,15 +178,6 @@ def _start_failure(executable, exc):
     return reason
 
 
-def stderr_tail(stderr_file):
-    """Return the last few KB a child wrote to `stderr_file`, as text."""
-    stderr_file.seek(0, os.SEEK_END)
-    size = stderr_file.tell()
-    stderr_file.seek(max(0, size - STDERR_TAIL))
-    tail = stderr_file.read().decode("utf-8", "replace").strip()
-    return ("..." if size > STDERR_TAIL else "") + tail
-
-
 def exit_failure(status):
     """Return why a child with exit `status` failed, or None if it did not."""
     if status == 0:
@@ -129,20 +189,3 @@ def exit_failure(status):
     except ValueError:  # Real-time signals have no name here.
         name = f"signal {-status}"
     return f"was killed by {name}"
-
-
-def check_exit(executable, status, stderr_file, what, log):
-    """Log the child's stderr to `log`; raise TaskError unless it exited 0.
-
-    `what` names the work the child did, for the messages.
-    """
-    tail = stderr_tail(stderr_file)
-    failure = exit_failure(status)
-    if failure is None:
-        if tail:
-            log.info("%s wrote to stderr on %s: %s", executable, what, tail)
-        return
-    message = f"{executable} {failure} on {what}"
-    if tail:
-        message += f"; stderr: {tail}"
-    raise TaskError(message)

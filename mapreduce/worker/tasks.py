@@ -13,7 +13,6 @@ import contextlib
 import logging
 import os
 import subprocess
-import tempfile
 
 from mapreduce import filenames
 from mapreduce.worker.lines import copy_with_newline
@@ -21,7 +20,7 @@ from mapreduce.worker.merge import merge_lines
 from mapreduce.worker.partition import partition_stream
 from mapreduce.worker.placing import local_dir, move_into, open_input
 from mapreduce.worker.processes import (
-    ProcessControl, TaskCancelled, TaskError, check_exit,
+    ProcessControl, TaskCancelled, TaskError,
 )
 
 __all__ = ["ProcessControl", "TaskCancelled", "TaskError", "run_map_task",
@@ -90,13 +89,11 @@ def _map_one_input(executable, input_path, outputs, control):
     """Pipe one input file through the mapper into the partition files."""
     with contextlib.ExitStack() as stack:
         stdin = open_input(input_path, stack)
-        stderr_file = stack.enter_context(tempfile.TemporaryFile())
         with control.running([executable], stdin=stdin,
-                             stdout=subprocess.PIPE, stderr=stderr_file,
-                             bufsize=0) as child:
+                             stdout=subprocess.PIPE, bufsize=0) as child:
             partition_stream(child.stdout, outputs, len(outputs))
             status = control.wait(child)
-        check_exit(executable, status, stderr_file, input_path, control.log)
+        control.check_exit(child, status, input_path)
 
 
 def _sort_files(paths, control):
@@ -111,15 +108,15 @@ def _sort_files(paths, control):
         with contextlib.ExitStack() as stack:
             running = [(path, stack.enter_context(control.running(
                 ["sort", "-o", path, path], env=env,
-                stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)))
+                stdin=subprocess.DEVNULL)))
                 for path in batch]
             for path, child in running:
-                error = child.stderr.read().decode("utf-8", "replace")
                 status = control.wait(child)
                 if status != 0:
                     raise TaskError(
                         f"sort failed on {os.path.basename(path)} with "
-                        f"status {status}: {error.strip()[-500:]}")
+                        f"status {status}: "
+                        f"{control.stderr_tail(child)[-500:]}")
 
 
 def _reduce_into(output, inputs, executable, control, what):
@@ -127,17 +124,15 @@ def _reduce_into(output, inputs, executable, control, what):
 
     `what` is what the task is called in messages.
     """
-    with tempfile.TemporaryFile() as stderr_file:
-        with control.running([executable], stdin=subprocess.PIPE,
-                             stdout=output, stderr=stderr_file,
-                             bufsize=STDIN_BUFFER) as child:
-            try:
-                with child.stdin:
-                    if len(inputs) == 1:
-                        copy_with_newline(inputs[0], child.stdin.write)
-                    else:
-                        merge_lines(inputs, child.stdin.write)
-            except BrokenPipeError:
-                pass  # The reducer stopped reading; its status decides.
-            status = control.wait(child)
-        check_exit(executable, status, stderr_file, what, control.log)
+    with control.running([executable], stdin=subprocess.PIPE,
+                         stdout=output, bufsize=STDIN_BUFFER) as child:
+        try:
+            with child.stdin:
+                if len(inputs) == 1:
+                    copy_with_newline(inputs[0], child.stdin.write)
+                else:
+                    merge_lines(inputs, child.stdin.write)
+        except BrokenPipeError:
+            pass  # The reducer stopped reading; its status decides.
+        status = control.wait(child)
+    control.check_exit(child, status, what)
