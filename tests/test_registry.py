@@ -116,7 +116,7 @@ def test_dead_workers_stay_in_the_records():
 def test_workers_lists_every_worker_in_registration_order():
     """Dead ones too, in the order of add(), whatever their ports."""
     registry = WorkerRegistry()
-    assert registry.workers() == []
+    assert not registry.workers()
     late = registry.add("localhost", 7000, now=0.0)
     workers = add_workers(registry, [DEAD, READY, BUSY])
     assert registry.workers() == [late, *workers]
