@@ -3,6 +3,9 @@
 # Where a Manager listens, and where the client commands look for it.
 MANAGER_HOST = "localhost"
 MANAGER_PORT = 6000
+# Where `mapreduce-manager` serves its dashboard (the Python API serves
+# none unless asked).
+WEB_PORT = 6080
 
 # A Worker silent this long (5 missed 2 s heartbeats) is marked dead.
 HEARTBEAT_TIMEOUT = 10.0

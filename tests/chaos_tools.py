@@ -524,8 +524,8 @@ class ChaosRun(Started):
         self.say(f"job {job_id}")
         send_json(self.manager.port, job_message(
             self.input, output, EXEC / "c_slow_map.sh",
-            EXEC / "c_slow_reduce.sh", self.settings.mappers,
-            self.settings.reducers))
+            EXEC / "c_slow_reduce.sh", num_mappers=self.settings.mappers,
+            num_reducers=self.settings.reducers))
         self.log.wait_for(rf"Started Job\(job_id={job_id},")
         for _ in range(self.rng.choice((1, 2))):
             time.sleep(self.rng.uniform(0.0, 0.8))  # A random moment.
@@ -721,8 +721,8 @@ class LoadRun(Started):
                          job_message(self.input,
                                      self.workdir / f"output-{job_id:03d}",
                                      EXEC / mapper, EXEC / reducer,
-                                     self.rng.randint(1, 10),
-                                     self.rng.randint(1, 6))))
+                                     num_mappers=self.rng.randint(1, 10),
+                                     num_reducers=self.rng.randint(1, 6))))
         before, started = cpu_seconds(self.manager.pid), time.monotonic()
         for _, _, message in jobs:
             send_json(self.port, message)

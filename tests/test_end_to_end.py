@@ -21,7 +21,7 @@ def test_word_count_matches_pipeline(tmp_path, mapper, reducer, num_mappers,
     output = tmp_path / "output"
     send_json(manager.port, job_message(
         TESTDATA / "input", output, EXEC / mapper, EXEC / reducer,
-        num_mappers, num_reducers))
+        num_mappers=num_mappers, num_reducers=num_reducers))
     wait_for_output(output, num_reducers)
     assert output_lines(output) == pipeline_output(
         TESTDATA / "input", EXEC / mapper, EXEC / reducer)

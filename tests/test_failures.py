@@ -50,13 +50,14 @@ class Cluster:
             self.log.wait_for(rf"Registered RemoteWorker\(host='localhost', "
                               rf"port={worker.port}\)")
 
-    def submit(self, output, mapper=EXEC / "wc_map.sh",
+    def submit(self, output, *, mapper=EXEC / "wc_map.sh",
                reducer=EXEC / "wc_reduce.sh", num_mappers=1, num_reducers=1,
                input_dir=INPUT):
         """Send a job; return its output directory."""
         output = self.tmp_path / output
         send_json(self.manager.port, job_message(
-            input_dir, output, mapper, reducer, num_mappers, num_reducers))
+            input_dir, output, mapper, reducer, num_mappers=num_mappers,
+            num_reducers=num_reducers))
         return output
 
     def wait_job(self, job_id):

@@ -363,7 +363,8 @@ def test_fuzz_during_a_job(cluster, tmp_path):
                                EXEC / "wc_reduce.sh")
     output = tmp_path / "output"
     send_json(manager.port, job_message(inputs, output, EXEC / "c_slow_map.sh",
-                                        EXEC / "c_slow_reduce.sh", 4, 3))
+                                        EXEC / "c_slow_reduce.sh",
+                                        num_mappers=4, num_reducers=3))
     log.wait_for(r"Started Job\(job_id=0,")
     campaign = Campaign(tmp_path, manager.port, workers)
     seconds = campaign.run()

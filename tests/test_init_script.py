@@ -5,24 +5,30 @@ shared directory in tmp_path, so it can run while another cluster (the
 default one on 6000-6002, or another test's) is up.
 """
 
+import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
 from tests.util import (
-    EXEC, TESTDATA, free_port, output_lines, pipeline_output, run_command,
-    wait_for, wait_for_output,
+    EXEC, START_ATTEMPTS, TESTDATA, free_port, output_lines, pipeline_output,
+    run_command, wait_for, wait_for_output,
 )
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 INIT = ROOT / "bin" / "mapreduce"
 DEMO = ROOT / "bin" / "demo"
 NAMES = ("manager", "worker-1", "worker-2")
+# What `start` prints: the dashboard's address when it serves one.
+STARTED = re.compile(r"starting mapreduce \.\.\.\n"
+                     r"Dashboard on http://localhost:([0-9]+)/\n")
 
 
 def process_running(pid):
@@ -48,10 +54,7 @@ class Cluster:
 
     def __init__(self, tmp_path):
         """Choose free ports and directories under `tmp_path`."""
-        ports = set()
-        while len(ports) < 3:
-            ports.add(free_port())
-        self.manager_port, *self.worker_ports = sorted(ports)
+        self.manager_port, *self.worker_ports = self.free_ports()
         self.var = tmp_path / "var"
         self.shared = tmp_path / "shared"
         self.shared.mkdir()
@@ -60,12 +63,26 @@ class Cluster:
             **os.environ,
             "VIRTUAL_ENV": str(scripts.parent),
             "PATH": f"{scripts}{os.pathsep}{os.environ.get('PATH', '')}",
-            "MAPREDUCE_MANAGER_PORT": str(self.manager_port),
-            "MAPREDUCE_WORKER_PORTS": " ".join(map(str, self.worker_ports)),
+            **self.port_settings(),
             "MAPREDUCE_VAR": str(self.var),
             "MAPREDUCE_SHARED_DIR": str(self.shared),
             "MAPREDUCE_STOP_TIMEOUT": "10",
+            "MAPREDUCE_WEB_PORT": "0",
         }
+
+    @staticmethod
+    def free_ports():
+        """Return three different free ports, in order."""
+        ports = set()
+        while len(ports) < 3:
+            ports.add(free_port())
+        return sorted(ports)
+
+    def port_settings(self):
+        """Return the environment variables that give the ports."""
+        return {"MAPREDUCE_MANAGER_PORT": str(self.manager_port),
+                "MAPREDUCE_WORKER_PORTS": " ".join(map(str,
+                                                       self.worker_ports))}
 
     def run(self, *args, script=INIT, **env):
         """Run bin/mapreduce (or `script`) with `args`; return the result."""
@@ -104,10 +121,21 @@ class Cluster:
         return path.read_text("utf-8") if path.exists() else ""
 
     def start(self):
-        """Start the cluster and wait until both Workers registered."""
-        result = self.run("start")
+        """Start the cluster and wait until both Workers registered.
+
+        If one of the free ports was taken in the meantime (by another
+        test), start again on other ports.
+        """
+        for _ in range(START_ATTEMPTS):
+            result = self.run("start")
+            if result.returncode == 0 or not any(
+                    taken in result.stderr
+                    for taken in ("is in use", "Address already in use")):
+                break
+            self.manager_port, *self.worker_ports = self.free_ports()
+            self.env.update(self.port_settings())
         assert result.returncode == 0, result
-        assert result.stdout == "starting mapreduce ...\n"
+        assert STARTED.fullmatch(result.stdout), result.stdout
         wait_for(lambda: self.log("manager").count("Registered") == 2,
                  what="both Workers to register")
 
@@ -208,15 +236,21 @@ def test_workers_without_manager(cluster):
 
 
 def test_stop_kills_an_unresponsive_cluster(cluster):
-    """A stopped Manager cannot shut down: stop kills, and says so."""
+    """A stopped Manager cannot shut down: stop kills, and says so.
+
+    It is woken first, so that SIGTERM lets it clean up: no process and no
+    shared directory is left behind.
+    """
     cluster.start()
     pids = [cluster.ours(name) for name in NAMES]
+    assert len(list(cluster.shared.iterdir())) == 1
     os.kill(pids[0], signal.SIGSTOP)
     result = cluster.run("stop", MAPREDUCE_STOP_TIMEOUT="1")
     assert (result.returncode, result.stdout) == (
         0, "stopping mapreduce ...\nkilling mapreduce manager ...\n"
            "killing mapreduce worker ...\n")
     assert not any(process_running(pid) for pid in pids)
+    assert not list(cluster.shared.iterdir()), "shared dir left behind"
     assert not any(cluster.pid_file(name).exists() for name in NAMES)
     result = cluster.run("status")
     assert result.returncode == 1
@@ -227,11 +261,50 @@ def test_restart(cluster):
     cluster.start()
     old = [cluster.ours(name) for name in NAMES]
     result = cluster.run("restart")
-    assert (result.returncode, result.stdout) == (
-        0, "stopping mapreduce ...\nstarting mapreduce ...\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("stopping mapreduce ...\n")
+    assert STARTED.fullmatch(result.stdout.split("\n", 1)[1])
     assert not any(process_running(pid) for pid in old)
     new = [cluster.ours(name) for name in NAMES]
     assert all(new) and not set(new) & set(old)
+    assert cluster.run("status").returncode == 0
+
+
+def test_start_prints_the_dashboard(cluster):
+    """`start` prints the address the Manager's dashboard answers on."""
+    result = cluster.run("start")
+    assert result.returncode == 0, result.stderr
+    port = int(STARTED.fullmatch(result.stdout).group(1))
+    with urllib.request.urlopen(f"http://localhost:{port}/api/status",
+                                timeout=10) as answer:
+        manager = json.load(answer)["manager"]
+    assert (manager["port"], manager["web_port"]) == (cluster.manager_port,
+                                                      port)
+    assert "--web-port 0 " in command_line(cluster.ours("manager"))
+
+
+def test_start_without_dashboard(cluster):
+    """MAPREDUCE_WEB_PORT=off: no dashboard, and `start` says nothing."""
+    result = cluster.run("start", MAPREDUCE_WEB_PORT="off")
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0, "starting mapreduce ...\n", "")
+    assert "--web-port off " in command_line(cluster.ours("manager"))
+    assert "Dashboard" not in cluster.log("manager")
+
+
+def test_dashboard_port_taken(cluster):
+    """A taken web port: the cluster runs anyway, with a warning."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = cluster.run("start", MAPREDUCE_WEB_PORT=str(port))
+    assert (result.returncode, result.stdout) == (
+        0, "starting mapreduce ...\n")
+    assert result.stderr.startswith(
+        f"Warning: the Manager serves no dashboard on port {port};")
+    assert "No dashboard: cannot serve it on localhost:" in \
+        cluster.log("manager")
     assert cluster.run("status").returncode == 0
 
 

@@ -9,6 +9,7 @@ must stay modest, busy or idle. `MAPREDUCE_LONG=1` runs a heavier load;
 """
 
 import os
+import re
 
 import pytest
 
@@ -39,4 +40,11 @@ def test_many_workers_many_jobs(load):
     # their executables do the work, on the same two cores.
     assert figures.manager_cpu < 0.5 * figures.seconds, figures.report()
     assert figures.idle_cpu < 0.1 * figures.idle_seconds, figures.report()
-    assert len(load.manager_lines()) > 0
+    lines = load.manager_lines()
+    registered = {match.group(1) for match in map(
+        re.compile(r"Registered (RemoteWorker\(.*?\))").search, lines)
+        if match}
+    assert len(registered) == figures.workers
+    troubles = [line for line in lines
+                if "[ERROR]" in line or "Traceback" in line]
+    assert not troubles, troubles[:5]

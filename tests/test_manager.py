@@ -22,7 +22,9 @@ from tests.util import (
 
 MAPPER = str(EXEC / "wc_map.sh")
 REDUCER = str(EXEC / "wc_reduce.sh")
-QUIET = 0.5  # Seconds during which a message must NOT arrive.
+# Seconds during which a message must NOT arrive. The Manager answers a
+# message on loopback within milliseconds; this is many times that.
+QUIET = 0.25
 SLOW = 30.0  # A heartbeat timeout no test waits for.
 BEAT = 0.2  # Seconds between the fake heartbeats.
 # A heartbeat timeout that dead Workers are waited for: several beats
@@ -113,7 +115,8 @@ class Env:
         """Submit a job; return its output directory."""
         output_dir = self.tmp / output
         send_json(self.port, job_message(input_dir, output_dir, MAPPER,
-                                         REDUCER, num_mappers, num_reducers))
+                                         REDUCER, num_mappers=num_mappers,
+                                         num_reducers=num_reducers))
         return output_dir
 
     def job_dir(self, job_id):
@@ -419,7 +422,9 @@ def test_silent_worker_dead_and_task_goes_to_end_of_queue(env):
     do_map(env, alive, next_task(alive, "map", 2))
     do_map(env, alive, next_task(alive, "map", 0))
     next_task(alive, "reduce", 0)
-    assert len(silent.messages) == 2  # register_ack and map task 0 only.
+    # register_ack and map task 0 only, and nothing still on its way.
+    silent.expect_none(QUIET / 5, skip=())
+    assert len(silent.messages) == 2
 
 
 def test_new_worker_gets_never_assigned_task_before_taken_back_one(env):
@@ -463,8 +468,12 @@ def test_heartbeats_from_unregistered_workers_are_ignored(env):
     stranger = env.peer(registered=False, beating=True)
     env.job(env.inputs(["a"]), num_mappers=1, num_reducers=1)
     stranger.expect_none(QUIET)
+    assert not env.records(logging.INFO, "Registered")
     register(stranger, env.port)
     next_task(stranger, "map", 0)
+    # Its first registration, not a registration "again".
+    (record,) = env.records(logging.INFO, "Registered")
+    assert record.getMessage() == f"Registered {worker(stranger)}"
 
 
 def test_dead_worker_that_keeps_beating_stays_dead(env):
@@ -550,6 +559,7 @@ def test_job_waits_while_every_worker_is_dead(env):
     do_map(env, rescuer, next_task(rescuer, "map", 0))
     do_reduce(env, rescuer, next_task(rescuer, "reduce", 0))
     wait_for(lambda: not env.job_dir(0).exists(), what="job dir removed")
+    silent.expect_none(QUIET / 5, skip=())
     assert len(silent.messages) == 2
 
 
@@ -831,7 +841,8 @@ def test_extra_keys_are_ignored(env):
     assert peer.next() == {"message_type": "register_ack"}
     input_dir = env.inputs(["a"])
     send_json(env.port, {**job_message(input_dir, env.tmp / "out", MAPPER,
-                                       REDUCER, 1, 1), "priority": 9})
+                                       REDUCER, num_mappers=1,
+                                       num_reducers=1), "priority": 9})
     msg = next_task(peer, "map", 0)
     env.finished(peer, 0, note="extra")
     next_task(peer, "reduce", 0)
@@ -862,6 +873,7 @@ def test_shutdown_goes_to_live_workers_only_and_removes_shared_dir(env):
     assert env.job_dir(0).is_dir()
     env.manager.shutdown()
     assert alive.next() == {"message_type": "shutdown"}
+    dead.expect_none(QUIET / 5)  # No shutdown, not even on its way.
     assert not any(m["message_type"] == "shutdown" for m in dead.messages)
     assert not list(env.tmp.glob("mapreduce-shared-*"))
     assert not port_open(env.port)

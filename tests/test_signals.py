@@ -15,8 +15,8 @@ import pytest
 
 from tests.test_init_script import process_running
 from tests.util import (
-    TESTDATA, FakePeer, free_port, job_message, port_open, register,
-    send_json, wait_for,
+    TESTDATA, FakePeer, job_message, port_open, register, send_json,
+    spawned_on_free_port, wait_for,
 )
 
 SIGNALS = [signal.SIGINT, signal.SIGTERM]
@@ -30,16 +30,20 @@ wait
 """
 
 
-def start(command, tmp_path, *args, **env):
-    """Start one of the project's commands with TMPDIR in tmp_path."""
+def start(command, tmp_path, *args, started, **env):
+    """Start one of the project's commands with TMPDIR in tmp_path.
+
+    A context manager: it listens on a free port (another one if that was
+    taken), counts as started once `started(port)`, and gives the Popen and
+    the port.
+    """
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir(exist_ok=True)
     scripts = pathlib.Path(sys.executable).parent
-    # Stopped in the test's finally block, not in a with block.
-    # pylint: disable-next=consider-using-with
-    return subprocess.Popen(
-        [str(scripts / command), *map(str, args)],
-        env={**os.environ, "TMPDIR": str(tmpdir), **env},
+    return spawned_on_free_port(
+        lambda port: [str(scripts / command), "--port", str(port),
+                      *map(str, args)],
+        started, env={**os.environ, "TMPDIR": str(tmpdir), **env},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -56,13 +60,10 @@ def test_manager_exits_cleanly(tmp_path, signum):
     """The Manager tells its Workers, removes its shared dir, exits 0."""
     shared = tmp_path / "shared"
     shared.mkdir()
-    port = free_port()
-    with FakePeer(udp=True) as worker:
-        proc = start("mapreduce-manager", tmp_path, "--port", port,
-                     "--shared_dir", shared)
+    with FakePeer(udp=True) as worker, start(
+            "mapreduce-manager", tmp_path, "--shared_dir", shared,
+            started=port_open) as (proc, port):
         try:
-            wait_for(lambda: port_open(port) or proc.poll() is not None,
-                     what="the Manager's port")
             register(worker, port)
             send_json(port, job_message(TESTDATA / "input",
                                         tmp_path / "output"))
@@ -91,10 +92,10 @@ def test_worker_exits_cleanly_and_stops_its_task(tmp_path, signum):
     hang.chmod(0o755)
     output = tmp_path / "output"
     output.mkdir()
-    port = free_port()
-    with FakePeer(udp=True) as manager:
-        proc = start("mapreduce-worker", tmp_path, "--port", port,
-                     "--manager-port", manager.port, PIDS=str(pids))
+    with FakePeer(udp=True) as manager, start(
+            "mapreduce-worker", tmp_path, "--manager-port", manager.port,
+            PIDS=str(pids), started=lambda port: not manager.queue.empty()
+    ) as (proc, port):
         children = []
         try:
             assert manager.next()["message_type"] == "register"
@@ -116,7 +117,7 @@ def test_worker_exits_cleanly_and_stops_its_task(tmp_path, signum):
             assert proc.wait(timeout=30) == 0
             wait_for(lambda: not any(map(process_running, children)),
                      what="the task's processes to end")
-            manager.expect_none(within=0.3)
+            manager.expect_no_more()  # It has exited: nothing more comes.
         finally:
             stderr = stop(proc)
             for pid in children:

@@ -1,82 +1,44 @@
 """mapreduce-submit: what it prints, what it sends, and what it refuses.
 
-A fake Manager records every message, so a test can check the exact JSON
-sent, or that nothing was sent at all; it acknowledges jobs that ask for
-it (the `acknowledge` extension) with job ids 0, 1, 2, ...
+A FakePeer stands in for the Manager and records every connection, so a
+test can check the exact JSON sent, or that nothing at all reached it (not
+even a connection that sends nothing): `expect_no_more` proves that without
+a waiting window, because the command has exited by then. It answers every
+job on the same connection with a `job_accepted` and the ids 0, 1, 2, ...,
+as our Manager does, or, playing a Manager of the bare specification,
+answers nothing.
 """
 
-import json
+import itertools
 import os
 import pathlib
-import queue
-import socket
-import threading
 
 import pytest
 
-from tests.util import EXEC, TESTDATA, WAIT, free_port, run_command
+from tests.util import EXEC, TESTDATA, FakePeer, free_port, run_command
 
 JOB_KEYS = ["message_type", "input_directory", "output_directory",
             "mapper_executable", "reducer_executable", "num_mappers",
-            "num_reducers", "acknowledge"]
+            "num_reducers"]
 
 
-class AckingManager:
-    """A TCP listener that records messages and acknowledges jobs."""
+def acknowledge_jobs():
+    """Return a fake Manager's answer: job ids 0, 1, 2, ... for jobs."""
+    job_ids = itertools.count()
 
-    def __init__(self):
-        """Listen on a free port, in a thread."""
-        self._sock = socket.create_server(("localhost", 0))
-        self._sock.settimeout(0.1)
-        self.port = self._sock.getsockname()[1]
-        self._messages = queue.Queue()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self):
-        """Read each connection to EOF; answer a job that asks for it."""
-        job_ids = 0
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                continue
-            with conn:
-                conn.settimeout(WAIT)
-                data = b""
-                while chunk := conn.recv(65536):
-                    data += chunk
-                msg = json.loads(data)
-                if msg.get("acknowledge"):
-                    conn.sendall(json.dumps({"message_type": "job_accepted",
-                                             "job_id": job_ids}).encode())
-                    job_ids += 1
-            self._messages.put(msg)
-
-    def next(self):
-        """Return the next message received."""
-        return self._messages.get(timeout=WAIT)
-
-    def expect_none(self, within):
-        """Fail if a message arrives within `within` seconds."""
-        with pytest.raises(queue.Empty):
-            msg = self._messages.get(timeout=within)
-            raise AssertionError(f"unexpected message {msg}")
-
-    def close(self):
-        """Stop listening."""
-        self._stop.set()
-        self._thread.join()
-        self._sock.close()
+    def answer(msg):
+        """Acknowledge a job; answer nothing else."""
+        if msg.get("message_type") == "new_manager_job":
+            return {"message_type": "job_accepted", "job_id": next(job_ids)}
+        return None
+    return answer
 
 
 @pytest.fixture(name="manager")
 def fixture_manager():
     """Give a fake Manager that records what it receives."""
-    peer = AckingManager()
-    yield peer
-    peer.close()
+    with FakePeer(answer=acknowledge_jobs()) as peer:
+        yield peer
 
 
 @pytest.fixture(name="workdir")
@@ -136,9 +98,33 @@ def test_job_output_and_message(manager, workdir):
         "reducer_executable": str(workdir / "bin" / "reduce.sh"),
         "num_mappers": 3,
         "num_reducers": 5,
-        "acknowledge": True,
     }
-    manager.expect_none(within=0.2)
+    manager.expect_no_more()
+
+
+def test_manager_that_does_not_acknowledge(workdir):
+    """A spec-only Manager gets exactly the job; no id is one error line.
+
+    The seven lines are printed (the job was delivered), then the error
+    says that no job id came back and what that likely means; exit 1.
+    """
+    with FakePeer() as spec_manager:
+        result = submit(workdir, *job_args(spec_manager.port))
+        msg = spec_manager.next()
+    assert list(msg) == JOB_KEYS
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"Submitted job to Manager localhost:{spec_manager.port}",
+        "input directory      input", "output directory     output",
+        "mapper executable    bin/map.sh",
+        "reducer executable   bin/reduce.sh", "num mappers          2",
+        "num reducers         2"]
+    assert result.stderr == (
+        f"Error: no job id came back from localhost:{spec_manager.port} (it "
+        "closed the connection without an answer): the job was sent, but "
+        "that is probably not a Manager that acknowledges jobs (a Worker's "
+        "port, or a Manager of the bare specification), so it may or may "
+        "not run\n")
 
 
 def test_defaults_and_short_options(manager, workdir):
@@ -168,7 +154,7 @@ def test_shutdown(manager, workdir, args):
     assert (result.returncode, result.stdout) == (
         0, f"Shut down Manager localhost:{manager.port}\n")
     assert manager.next() == {"message_type": "shutdown"}
-    manager.expect_none(within=0.2)
+    manager.expect_no_more()
 
 
 def _not_executable(workdir):
@@ -240,7 +226,7 @@ def test_invalid_job_is_not_sent(manager, workdir, case):
     assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: "), lines
-    manager.expect_none(within=0.3)
+    manager.expect_no_more()
     if case.startswith("output"):
         after = sorted(str(p) for p in workdir.rglob("*"))
         assert after == before, "a refused job changed files"

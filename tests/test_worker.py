@@ -21,7 +21,7 @@ from tests.test_tasks import (
 )
 from tests.util import (
     EXEC, TESTDATA, FakePeer, free_port, pipeline_output, send_json,
-    start_worker, wait_for,
+    spawned_on_free_port, start_worker, wait_for,
 )
 
 HEARTBEAT = 0.2
@@ -237,13 +237,14 @@ def test_reduce_task_on_empty_input(manager, registered, tmp_path):
     assert (output / "part-00004").read_bytes() == b""
 
 
-@pytest.mark.parametrize("executable, words", [
+@pytest.mark.parametrize("case", [
     (EXEC / "t_fail.sh", ["t_fail.sh", "status 3", "the last complaint"]),
     (EXEC / "no-such-mapper.sh", ["no-such-mapper.sh"]),
 ])
 def test_failed_task_is_reported(manager, registered, tmp_path, local_tmp,
-                                 executable, words):
+                                 case):
     """A failing task gives `task_failed` with a useful error; work goes on."""
+    executable, words = case
     job = tmp_path / "job"
     job.mkdir()
     send_json(registered.port, map_task(2, INPUTS, executable, job, 2))
@@ -307,7 +308,7 @@ def test_shutdown_during_a_task(manager, registered, tmp_path, local_tmp,
              what="the task's processes to end")
     assert not any(local_tmp.iterdir())
     assert not any(job.iterdir())
-    manager.expect_none(within=0.5)
+    manager.expect_no_more()  # It has stopped: nothing more can come.
 
 
 def test_shutdown_with_a_task_queued(manager, registered, tmp_path,
@@ -324,7 +325,7 @@ def test_shutdown_with_a_task_queued(manager, registered, tmp_path,
              what="the task's processes to end")
     assert not any(local_tmp.iterdir())
     assert not any(job.iterdir())
-    manager.expect_none(within=0.5)
+    manager.expect_no_more()  # It has stopped: nothing more can come.
 
 
 # Malformed messages.
@@ -397,20 +398,17 @@ def fixture_worker_process(manager, tmp_path, pidfile):
     assert not pidfile.exists()
     tmpdir = tmp_path / "worker-tmp"
     tmpdir.mkdir()
-    port = free_port()
     script = pathlib.Path(sys.executable).parent / "mapreduce-worker"
     env = {**os.environ, "TMPDIR": str(tmpdir)}
-    with open(tmp_path / "worker.log", "wb") as log, subprocess.Popen(
-            [str(script), "--host", "localhost", "--port", str(port),
-             "--manager-host", "localhost", "--manager-port",
-             str(manager.port), "--loglevel", "debug"],
-            stdout=log, stderr=subprocess.STDOUT, env=env) as process:
-        try:
-            yield process, port, tmpdir
-        finally:
-            if process.poll() is None:
-                process.kill()
-            process.wait()
+    with open(tmp_path / "worker.log", "wb") as log, spawned_on_free_port(
+            lambda port: [str(script), "--host", "localhost", "--port",
+                          str(port), "--manager-host", "localhost",
+                          "--manager-port", str(manager.port),
+                          "--loglevel", "debug"],
+            lambda port: not manager.queue.empty(),  # It has registered.
+            stdout=log, stderr=subprocess.STDOUT, env=env) as started:
+        process, port = started
+        yield process, port, tmpdir
 
 
 def wait_exit(process):
@@ -454,4 +452,4 @@ def test_command_stops_during_a_task(manager, worker_process, tmp_path,
              what="the task's processes to end")
     assert not any(tmpdir.iterdir())
     assert not any(job.iterdir())
-    manager.expect_none(within=0.3)
+    manager.expect_no_more()  # It has exited: nothing more can come.

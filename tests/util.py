@@ -5,6 +5,8 @@ Worker, child processes running the real commands.
 """
 
 import contextlib
+import errno
+import itertools
 import json
 import os
 import pathlib
@@ -21,6 +23,9 @@ from mapreduce.worker import Worker
 TESTDATA = pathlib.Path(__file__).resolve().parent / "testdata"
 EXEC = TESTDATA / "exec"
 WAIT = 30.0
+# Tries at a free port: one found free may be taken before it is bound.
+START_ATTEMPTS = 5
+MARKER_SERIALS = itertools.count()  # Numbers for FakePeer's markers.
 
 
 def free_port():
@@ -73,28 +78,75 @@ def send_udp(port, obj, host="localhost"):
         sock.sendto(data, (host, port))
 
 
+def _listen_on(port, udp):
+    """Return a listening TCP socket on `port`, and a UDP one if `udp`."""
+    with contextlib.ExitStack() as on_failure:
+        tcp = on_failure.enter_context(
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        tcp.bind(("127.0.0.1", port))
+        tcp.listen(128)
+        tcp.settimeout(0.1)
+        datagrams = None
+        if udp:
+            datagrams = on_failure.enter_context(
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            datagrams.bind(("127.0.0.1", port))
+            datagrams.settimeout(0.1)
+        on_failure.pop_all()
+        return tcp, datagrams
+
+
+def listen(port=None, udp=False):
+    """Listen on `port`, or on a free one (another if it gets taken).
+
+    Returns the TCP socket and the UDP socket (None unless `udp`).
+    """
+    for _ in range(0 if port else START_ATTEMPTS - 1):
+        try:
+            return _listen_on(free_port(), udp)
+        except OSError as exc:
+            if not port_taken(exc):
+                raise
+    return _listen_on(port or free_port(), udp)
+
+
+class Received:
+    """The messages a FakePeer received, appended and read under a lock."""
+
+    def __init__(self):
+        """Nothing received yet."""
+        self._lock = threading.Lock()
+        self._messages = []
+
+    def append(self, message):
+        """Add one message."""
+        with self._lock:
+            self._messages.append(message)
+
+    def copy(self):
+        """Return a copy of the messages so far, in order."""
+        with self._lock:
+            return list(self._messages)
+
+
 class FakePeer:
     """A TCP (and optionally UDP) listener that queues the objects it gets.
 
     Stands in for a Worker or a Manager. Each connection is read to EOF and
-    decoded; `next()` returns the next message, `messages` keeps them all.
+    decoded; `next()` returns the next message, `messages` is a copy of all
+    of them so far (safe to read while the listener delivers more). With
+    `answer`, a function of the received object that returns an object or
+    None, the answer is sent back on the same connection before it closes.
     """
 
-    def __init__(self, port=None, udp=False):
+    def __init__(self, port=None, udp=False, answer=None):
         """Listen on 127.0.0.1:`port` (default: a free port)."""
-        self.port = port or free_port()
-        self.messages = []
+        self.answer = answer
+        self._tcp, self._udp = listen(port, udp)
+        self.port = self._tcp.getsockname()[1]
+        self._received = Received()
         self.queue = queue.Queue()
-        self._tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._tcp.bind(("127.0.0.1", self.port))
-        self._tcp.listen(128)
-        self._tcp.settimeout(0.1)
-        self._udp = None
-        if udp:
-            self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self._udp.bind(("127.0.0.1", self.port))
-            self._udp.settimeout(0.1)
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._serve_tcp,
                                           daemon=True)]
@@ -105,10 +157,25 @@ class FakePeer:
             thread.start()
 
     def _deliver(self, data):
-        """Decode and queue one message."""
-        obj = json.loads(data)
-        self.messages.append(obj)
+        """Decode and queue one message; return the answer to send, if any.
+
+        Junk is queued as a typeless message.
+        """
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            obj = {"message_type": None, "undecodable": repr(data)}
+        answer = None
+        if self.answer is not None and isinstance(obj, dict):
+            answer = self.answer(obj)
+        self._received.append(obj)
         self.queue.put(obj)
+        return answer
+
+    @property
+    def messages(self):
+        """Return a copy of the messages received so far, in order."""
+        return self._received.copy()
 
     def _serve_tcp(self):
         """Accept connections and read each to EOF."""
@@ -125,7 +192,10 @@ class FakePeer:
                     if not chunk:
                         break
                     chunks.append(chunk)
-            self._deliver(b"".join(chunks))
+                answer = self._deliver(b"".join(chunks))
+                if answer is not None:
+                    with contextlib.suppress(OSError):
+                        conn.sendall(json.dumps(answer).encode())
 
     def _serve_udp(self):
         """Receive datagrams."""
@@ -152,9 +222,32 @@ class FakePeer:
 
     def expect_none(self, within=0.5, skip=("heartbeat",)):
         """Fail if a message not in `skip` arrives within `within` s."""
-        with contextlib.suppress(AssertionError):
-            msg = self.next(timeout=within, skip=skip)
-            raise AssertionError(f"unexpected message {msg}")
+        deadline = time.monotonic() + within
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                msg = self.queue.get(timeout=remaining)
+            except queue.Empty:
+                return
+            if msg.get("message_type") not in skip:
+                raise AssertionError(f"unexpected message {msg}")
+
+    def expect_no_more(self, skip=("heartbeat",)):
+        """Fail if a message not in `skip` reached us before this call.
+
+        For senders that are done (a command that has exited): a marker
+        sent now over TCP is accepted after every earlier connection, so
+        once it is back, all that came before it has been seen. Any
+        connection counts, even one that sent nothing.
+        """
+        marker = {"message_type": "fake-peer-marker",
+                  "serial": next(MARKER_SERIALS)}
+        send_json(self.port, marker)
+        while (msg := self.next(skip=())) != marker:
+            if msg.get("message_type") not in skip:
+                raise AssertionError(f"unexpected message {msg}")
 
     def close(self):
         """Stop listening."""
@@ -174,26 +267,50 @@ class FakePeer:
         self.close()
 
 
+class KeepError:
+    """A block whose exception (an Exception, not an exit) is kept, not raised.
+
+    For code run in a thread: the test reads `error` afterwards.
+    """
+
+    def __init__(self):
+        """Nothing kept yet."""
+        self.error = None
+
+    def __enter__(self):
+        """Enter the block."""
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        """Keep an Exception and stop it here; let anything else through."""
+        if isinstance(exc, Exception):
+            self.error = exc
+            return True
+        return False
+
+
 class InThread:
     """Run a blocking constructor (Manager or Worker) in a thread."""
 
     def __init__(self, target, **kwargs):
         """Start `target(**kwargs)` in a thread; wait until its port opens."""
         port = self.port = kwargs["port"]
-        self.error = None
+        self._kept = KeepError()
         self.thread = threading.Thread(target=self._run,
                                        args=(target, kwargs), daemon=True)
         self.thread.start()
         wait_for(lambda: port_open(port) or not self.thread.is_alive(),
                  what=f"port {port} to open")
 
+    @property
+    def error(self):
+        """Return the exception the constructor raised, or None."""
+        return self._kept.error
+
     def _run(self, target, kwargs):
-        """Run the constructor, keeping any exception."""
-        try:
+        """Run the constructor, keeping any exception for the test."""
+        with self._kept:
             target(**kwargs)
-        except Exception as exc:  # pylint: disable=broad-exception-caught
-            # Kept for the test to see.
-            self.error = exc
 
     def shutdown(self, timeout=WAIT):
         """Send `shutdown` and wait for the constructor to return."""
@@ -209,18 +326,75 @@ class InThread:
         assert self.error is None, f"raised {self.error!r}"
 
 
+def port_is_free(port):
+    """Tell whether `port` can be bound, for TCP and UDP, right now."""
+    try:
+        tcp, udp = _listen_on(port, udp=True)
+    except OSError:
+        return False
+    tcp.close()
+    udp.close()
+    return True
+
+
+def _wait_started(process, port, started):
+    """Wait until `started(port)` or until `process` has exited."""
+    wait_for(lambda: started(port) or process.poll() is not None,
+             what=f"the process on port {port} to start")
+
+
+@contextlib.contextmanager
+def spawned_on_free_port(command_for, started, **popen_kwargs):
+    """Run command `command_for(port)` on a free port; give (Popen, port).
+
+    Waits until `started(port)` tells it is up. A process that exited
+    while its port is busy lost that port to someone else: it is started
+    again on another one. The process is killed on leaving, if it runs.
+    """
+    for attempt in range(1, START_ATTEMPTS + 1):
+        port = free_port()
+        with subprocess.Popen(command_for(port), **popen_kwargs) as process:
+            _wait_started(process, port, started)
+            if (process.poll() is None or port_is_free(port)
+                    or attempt == START_ATTEMPTS):
+                try:
+                    yield process, port
+                finally:
+                    if process.poll() is None:
+                        process.kill()
+                return
+
+
+def port_taken(error):
+    """Tell whether `error` says that the port was in use."""
+    return isinstance(error, OSError) and error.errno == errno.EADDRINUSE
+
+
+def start_in_thread(target, port=None, **kwargs):
+    """Run `target` in a thread on `port`; return the InThread.
+
+    Without a `port`, a free one is chosen, and another one if that was
+    taken before `target` could bind it (by another test, say).
+    """
+    if port:
+        return InThread(target, port=port, **kwargs)
+    for _ in range(START_ATTEMPTS - 1):
+        started = InThread(target, port=free_port(), **kwargs)
+        if started.thread.is_alive() or not port_taken(started.error):
+            return started
+    return InThread(target, port=free_port(), **kwargs)
+
+
 def start_manager(port=None, **kwargs):
     """Run a Manager in a thread on `port` (default: free); return it."""
-    port = port or free_port()
-    return InThread(Manager, host="localhost", port=port, **kwargs)
+    return start_in_thread(Manager, port, host="localhost", **kwargs)
 
 
 def start_worker(manager_port, port=None, **kwargs):
     """Run a Worker in a thread on `port` (default: free); return it."""
-    port = port or free_port()
-    return InThread(Worker, host="localhost", port=port,
-                    manager_host="localhost", manager_port=manager_port,
-                    **kwargs)
+    return start_in_thread(Worker, port, host="localhost",
+                           manager_host="localhost",
+                           manager_port=manager_port, **kwargs)
 
 
 def register(peer, manager_port):
@@ -233,7 +407,7 @@ def register(peer, manager_port):
 
 
 def job_message(input_dir, output_dir, mapper=EXEC / "wc_map.sh",
-                reducer=EXEC / "wc_reduce.sh", num_mappers=2,
+                reducer=EXEC / "wc_reduce.sh", *, num_mappers=2,
                 num_reducers=2):
     """Return a `new_manager_job` message with absolute paths."""
     return {

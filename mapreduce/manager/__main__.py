@@ -6,6 +6,26 @@ from mapreduce import defaults
 from mapreduce.logs import LEVELS, configure
 from mapreduce.manager import Manager
 
+OFF = "off"
+
+
+class WebPort(click.ParamType):
+    """A port number for the dashboard (0: a free one), or `off`."""
+
+    name = "PORT|off"
+
+    def convert(self, value, param, ctx):
+        """Return the port as an int, or None for `off`."""
+        if value is None or isinstance(value, int):
+            return value
+        text = str(value).strip()
+        if text.lower() == OFF:
+            return None
+        if text.isdigit() and int(text) <= 65535:
+            return int(text)
+        return self.fail(f"{value!r} is not a port number (0 to 65535) "
+                         f"or {OFF!r}", param, ctx)
+
 
 @click.command(context_settings={"help_option_names": ["--help"]})
 @click.option("--host", default=defaults.MANAGER_HOST, show_default=True,
@@ -13,6 +33,10 @@ from mapreduce.manager import Manager
 @click.option("--port", default=defaults.MANAGER_PORT, show_default=True,
               type=int,
               help="Port to listen on, for both TCP and UDP.")
+@click.option("--web-port", "web_port", default=str(defaults.WEB_PORT),
+              show_default=True, type=WebPort(),
+              help="Port of the live dashboard (http://HOST:PORT/); 0 picks "
+                   "a free one, 'off' serves none.")
 @click.option("--logfile", type=click.Path(dir_okay=False),
               help="Write the log here instead of to stderr.")
 @click.option("--loglevel", default="info", show_default=True,
@@ -22,11 +46,13 @@ from mapreduce.manager import Manager
               help="Where to make the shared directory for intermediate "
                    "files; every Worker must reach it. Default: the "
                    "system temp dir.")
-def main(host, port, logfile, loglevel, shared_dir):
+def main(**options):
     """Run a MapReduce Manager until it receives a shutdown message."""
-    configure(logfile, loglevel)
+    configure(options["logfile"], options["loglevel"])
+    host, port = options["host"], options["port"]
     try:
-        Manager(host, port, shared_dir)
+        Manager(host, port, options["shared_dir"],
+                web_port=options["web_port"])
     except OSError as exc:
         raise click.ClickException(
             f"cannot run the Manager on {host}:{port}: {exc}") from exc

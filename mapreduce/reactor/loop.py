@@ -13,8 +13,8 @@ import logging
 import os
 import selectors
 import threading
-import time
 import typing
+from time import monotonic
 
 _EVENT_READ = selectors.EVENT_READ
 _EVENT_WRITE = selectors.EVENT_WRITE
@@ -219,9 +219,13 @@ class Reactor:
     threads talk to it through `call_soon_threadsafe` alone.
     """
 
-    def __init__(self, logger=None):
-        """Create the selector and the self-pipe that wakes it up."""
+    def __init__(self, logger=None, clock=monotonic):
+        """Create the selector and the self-pipe that wakes it up.
+
+        `clock` gives the loop's time in seconds (tests pass a fake one).
+        """
         self.log = logger or logging.getLogger(__name__)
+        self._clock = clock
         self._selector = selectors.DefaultSelector()
         self._timers = Timers()
         self._ready = collections.deque()
@@ -232,10 +236,9 @@ class Reactor:
 
     # Time and timers.
 
-    @staticmethod
-    def time():
+    def time(self):
         """Return the loop's clock: seconds on a monotonic clock."""
-        return time.monotonic()
+        return self._clock()
 
     def call_later(self, delay, callback, *args):
         """Run `callback(*args)` after `delay` seconds; return its Handle."""
