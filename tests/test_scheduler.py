@@ -43,13 +43,6 @@ class ManualClock:
         return self.now
 
 
-def manual_clock_reactor(logger):
-    """Return a real Reactor whose clock (`reactor.time`) the test moves."""
-    reactor = Reactor(logger)
-    reactor.time = ManualClock()
-    return reactor
-
-
 class FakeWorker:
     """A Worker's listening socket on the test's reactor.
 
@@ -82,7 +75,8 @@ class Bench:
     def __init__(self, tmp_path, options):
         """Build the Scheduler with `options`; shared files in `tmp_path`."""
         self.tmp_path = tmp_path
-        self.reactor = manual_clock_reactor(logging.getLogger("Manager:6000"))
+        self.clock = ManualClock()
+        self.reactor = Reactor(logging.getLogger("Manager:6000"), self.clock)
         self.history = History(self.reactor.log)
         self.scheduler = Scheduler(self.reactor, self.history, options)
         shared = tmp_path / "shared"
@@ -142,7 +136,7 @@ class Bench:
 
     def advance(self, seconds):
         """Move the clock on and run what became due."""
-        self.reactor.time.now += seconds
+        self.clock.now += seconds
         self.settle()
 
     # Workers.
@@ -289,12 +283,24 @@ def test_a_registered_worker_is_acknowledged_then_ready(bench):
         == START
 
 
+def test_every_message_sent_is_logged_at_debug_level(bench, caplog):
+    """One DEBUG line names the message and the Worker it goes to."""
+    caplog.set_level(logging.DEBUG, logger="Manager:6000")
+    fake = bench.worker()
+    bench.register(fake.port)
+    assert [(record.levelno, record.getMessage())
+            for record in caplog.records
+            if record.getMessage().startswith("Sending")] == [
+        (logging.DEBUG,
+         f"Sending RegisterAck() to {worker_name(fake.port)}")]
+
+
 def test_a_worker_that_registers_again_gives_its_task_back(bench):
     """Its task goes to the end of the queue; it is acknowledged again."""
     fake = bench.ready_worker()
     job = bench.submit(files=2)
     assert fake.tasks() == [("new_map_task", 0)]
-    bench.reactor.time.now += 4
+    bench.clock.now += 4
     bench.register(fake.port)
     assert bench.events("worker_back", "task_taken_back") == [
         f"Registered {worker_name(fake.port)} again (it was busy)",
@@ -353,10 +359,10 @@ def test_a_worker_dies_once_of_what_comes_first(
         port = listener.getsockname()[1]
         bench.register(port)
         first = min(send_timeout, heartbeat_timeout)
-        bench.reactor.time.now += first - 0.01
+        bench.clock.now += first - 0.01
         bench.run_turns()
         assert bench.state(port) == JOINING
-        bench.reactor.time.now += 0.01
+        bench.clock.now += 0.01
         bench.run_turns()
         assert bench.state(port) == DEAD
         bench.advance(max(send_timeout, heartbeat_timeout))
@@ -507,11 +513,12 @@ def test_tasks_go_to_ready_workers_in_registration_order(bench):
 
 
 def test_a_finished_job_with_no_output_directory_has_no_part_files(bench):
-    """Its output directory gone: the job ends all the same."""
+    """Its directories gone: the job ends all the same."""
     fake = bench.ready_worker()
     job = bench.submit(files=1, num_reducers=1)
     bench.finished(fake.port, 0)
     os.rmdir(job.output_directory)
+    os.rmdir(job.job_dir)
     bench.finished(fake.port, 0)
     summary = bench.summary(job)
     assert (summary["state"], summary["part_files"]) == ("finished", [])
@@ -534,45 +541,59 @@ def test_jobs_run_one_at_a_time_in_order(bench):
                                            f"Started {second!r}"]
 
 
+def rejected_behind_a_running_job(bench, bad_fields):
+    """Queue a bad job and a good one behind a running job, end it.
+
+    Returns the fake Worker, the bad job and the good one.
+    """
+    fake = bench.ready_worker()
+    bench.submit("first", files=1, num_reducers=1)
+    bad = bench.submit("bad", files=1, **bad_fields)
+    good = bench.submit("good", files=1)
+    assert bench.summary(bad)["state"] == "queued"
+    bench.finished(fake.port, 0)
+    bench.finished(fake.port, 0)
+    return fake, bad, good
+
+
 def test_a_job_fails_its_checks_and_the_next_one_runs(bench):
     """A rejected job never touches its output; the next job starts."""
-    fake = bench.ready_worker()
     output = bench.tmp_path / "kept"
     output.mkdir()
     (output / "precious").write_text("keep me\n")
-    bench.scheduler.stopping = True  # Hold both jobs in the queue.
-    bad = bench.scheduler.on_new_job(protocol.NewManagerJob(
-        input_directory=str(bench.tmp_path / "missing"),
-        output_directory=str(output), mapper_executable=MAPPER,
-        reducer_executable=REDUCER, num_mappers=1, num_reducers=1))
-    assert bench.summary(bad)["state"] == "rejected"
-    bench.scheduler.stopping = False
-    good = bench.submit("good", files=1)
+    missing = str(bench.tmp_path / "missing")
+    fake, bad, good = rejected_behind_a_running_job(bench, {
+        "input_directory": missing, "output_directory": str(output)})
     assert bench.events("job_rejected") == [
-        f"Rejected {bad!r}: input directory "
-        f"{str(bench.tmp_path / 'missing')!r} is not a directory"]
+        f"Rejected {bad!r}: input directory {missing!r} is not a directory"]
+    assert bench.summary(bad)["state"] == "rejected"
     assert (output / "precious").exists()
     assert bench.scheduler.job is good
-    assert fake.tasks() == [("new_map_task", 0)]
+    assert fake.received[-1] == map_message(good, 0, ["file00"])
+
+
+def test_a_job_may_not_write_into_the_shared_directory(bench):
+    """The Manager's own files are not a job's output directory."""
+    inside = os.path.join(bench.scheduler.shared_dir, "output")
+    _, bad, good = rejected_behind_a_running_job(
+        bench, {"output_directory": inside})
+    assert bench.events("job_rejected") == [
+        f"Rejected {bad!r}: output directory {inside!r} is inside the "
+        "shared directory"]
+    assert bench.scheduler.job is good
 
 
 def test_a_job_whose_directories_cannot_be_made_is_rejected(bench):
     """An output directory under a file: rejected, and the next job runs."""
-    fake = bench.ready_worker()
     (bench.tmp_path / "a-file").write_text("not a directory\n")
-    bench.scheduler.stopping = True  # Hold both jobs in the queue.
-    bad = bench.submit("bad", files=1, output_directory=str(
-        bench.tmp_path / "a-file" / "output"))
-    good = bench.submit("good", files=1)
-    bench.scheduler.stopping = False
-    bench.scheduler.schedule()
-    bench.settle()
+    fake, bad, good = rejected_behind_a_running_job(bench, {
+        "output_directory": str(bench.tmp_path / "a-file" / "output")})
     (line,) = bench.events("job_rejected")
     assert line.startswith(f"Rejected {bad!r}: could not prepare its "
                            "directories: [Errno 20] Not a directory")
     assert not os.path.exists(bad.job_dir)
     assert bench.scheduler.job is good
-    assert fake.received[1:] == [map_message(good, 0, ["file00"])]
+    assert fake.received[-1] == map_message(good, 0, ["file00"])
 
 
 def test_a_job_that_waits_for_workers_says_so_once(bench):
@@ -681,6 +702,18 @@ def test_a_task_that_fails_every_attempt_fails_its_job(bench):
     assert bench.scheduler.job.job_id == 1
     assert fake.tasks()[-1] == ("new_map_task", 0)
     assert not bench.events("job_held")
+
+
+def test_a_job_fails_even_when_its_directories_are_gone(bench):
+    """Nothing left to remove is no reason to stop failing the job."""
+    fake = bench.ready_worker()
+    job = bench.submit(files=1, num_reducers=1)
+    os.rmdir(job.output_directory)
+    for _ in range(3):
+        bench.failed(fake.port, 0)
+    assert bench.summary(job)["state"] == "failed"
+    assert bench.summary(job)["stderr_tail"] is None
+    assert bench.scheduler.job is None
 
 
 def test_max_attempts_is_the_options(tmp_path):
@@ -832,6 +865,38 @@ def test_shutdown_abandons_the_jobs_and_stops_the_live_workers(bench):
     assert bench.events("manager_stopping") == ["Shutting down"]
     assert busy.received[-1] == protocol.Shutdown()
     assert len(busy.received) == 3
+
+
+def test_shutdown_with_the_running_jobs_directories_gone(bench):
+    """Nothing left to remove: the job is abandoned all the same."""
+    bench.ready_worker()
+    job = bench.submit(files=1)
+    os.rmdir(job.output_directory)
+    os.rmdir(job.job_dir)
+    bench.shut_down()
+    bench.settle()
+    assert bench.summary(job)["state"] == "abandoned"
+    assert bench.done_calls == 1
+
+
+def test_shutdown_gives_each_worker_the_send_timeout(tmp_path):
+    """A Worker that never takes its `shutdown` holds the end that long."""
+    bench = make_bench(tmp_path, send_timeout=3.0, heartbeat_timeout=100.0)
+    listener, filler = blocked_listener()
+    try:
+        bench.register(listener.getsockname()[1])
+        bench.clock.now += 1
+        bench.shut_down()
+        bench.clock.now += 2.99
+        bench.run_turns()
+        assert bench.done_calls == 0
+        bench.clock.now += 0.01
+        bench.run_turns()
+        assert bench.done_calls == 1
+    finally:
+        filler.close()
+        listener.close()
+        bench.close()
 
 
 def test_shutdown_with_no_live_worker_is_done_at_once(bench):
