@@ -1,0 +1,269 @@
+"""The task engine's parts on their own: lines, merging, partitioning.
+
+`tests/test_tasks.py` runs whole tasks with real executables; these tests
+call the parts the tasks are made of with streams of bytes in memory and
+check what they write, block by block: the contract that keeps a Worker's
+memory flat (reads of bounded size) as well as the bytes.
+"""
+
+import hashlib
+import heapq
+import io
+import itertools
+import random
+
+import pytest
+
+from mapreduce.worker import lines, merge, partition
+
+
+class RecordingStream(io.BytesIO):
+    """Bytes in memory that remember the size of every read asked of them."""
+
+    def __init__(self, data):
+        """Hold `data`, with no read yet."""
+        super().__init__(data)
+        self.sizes = []
+
+    def read(self, size=-1):
+        """Read as BytesIO does; note `size`."""
+        self.sizes.append(size)
+        return super().read(size)
+
+
+def blocks_of(data, size=None):
+    """Return the lists that line_blocks yields over `data`."""
+    return list(lines.line_blocks(io.BytesIO(data), size))
+
+
+# lines.line_blocks
+
+@pytest.mark.parametrize("data, size, expected", [
+    (b"aa\nbb\ncc\ndd\n", 8, [[b"aa", b"bb"], [b"cc", b"dd"]]),
+    (b"aa\nbb\ncc\ndd\n", 100, [[b"aa", b"bb", b"cc", b"dd"]]),
+    (b"abcdefghijkl\nxy", 4, [[b"abcdefghijkl"], [b"xy"]]),
+    (b"abcdefgh", 4, [[b"abcdefgh"]]),
+    (b"ab\n\ncd\n", 3, [[b"ab"], [b""], [b"cd"]]),
+    (b"", 4, []),
+    (b"\n", 4, [[b""]]),
+])
+def test_line_blocks_yields_whole_lines_a_block_at_a_time(data, size,
+                                                          expected):
+    """Blocks of about `size` bytes; a long line comes whole; no newlines."""
+    assert blocks_of(data, size) == expected
+
+
+def test_line_blocks_reads_blocks_of_the_size_asked():
+    """The stream is read `size` bytes at a time, READ_BLOCK by default."""
+    data = b"word\n" * (lines.READ_BLOCK // 2)
+    for size, expected in ((None, lines.READ_BLOCK), (100, 100)):
+        stream = RecordingStream(data)
+        produced = list(lines.line_blocks(stream, size))
+        assert set(stream.sizes) == {expected}
+        assert len(produced) >= len(data) // expected
+        assert list(itertools.chain.from_iterable(produced)) == (
+            [b"word"] * (lines.READ_BLOCK // 2))
+
+
+@pytest.mark.parametrize("data", [b"", b"x", b"x\n", b"a\nb",
+                                  b"y" * (lines.READ_BLOCK * 2 + 5)])
+def test_copy_with_newline_copies_in_blocks_and_ends_lines(data):
+    """The bytes, a newline added if missing, in writes of READ_BLOCK."""
+    writes = []
+    stream = RecordingStream(data)
+    lines.copy_with_newline(stream, writes.append)
+    expected = data if data.endswith(b"\n") or not data else data + b"\n"
+    assert b"".join(writes) == expected
+    assert set(stream.sizes) == {lines.READ_BLOCK}
+    assert all(len(write) <= lines.READ_BLOCK for write in writes)
+
+
+def test_write_lines_joins_a_slice_at_a_time():
+    """Every line ends with a newline; JOIN_LINES lines a write at most."""
+    writes = []
+    many = [b"%d" % number for number in range(lines.JOIN_LINES * 2 + 1)]
+    lines.write_lines(writes.append, many)
+    assert b"".join(writes) == b"".join(line + b"\n" for line in many)
+    assert len(writes) == 3
+    writes.clear()
+    lines.write_lines(writes.append, [])
+    assert not writes
+
+
+# merge.merge_lines
+
+def merged(inputs):
+    """Return what merge_lines writes for `inputs` (lists of lines)."""
+    writes = []
+    streams = [RecordingStream(b"".join(line + b"\n" for line in lines_in))
+               for lines_in in inputs]
+    merge.merge_lines(streams, writes.append)
+    return b"".join(writes), streams
+
+
+def plain_merge(inputs):
+    """Return what heapq.merge makes of `inputs`, as bytes."""
+    return b"".join(line + b"\n" for line in heapq.merge(*inputs))
+
+
+def sorted_words(rng, count, width=6):
+    """Return `count` sorted random lines of up to `width` letters."""
+    return sorted(bytes(rng.choice(b"ab\tc") for _ in range(
+        rng.randint(0, width))) for _ in range(count))
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7, 70])
+def test_merge_equals_the_plain_merge(count):
+    """Any number of sorted inputs: the lines of all, in byte order."""
+    rng = random.Random(count)
+    inputs = [sorted_words(rng, rng.randint(0, 9000 // count))
+              for _ in range(count)]
+    output, _ = merged(inputs)
+    assert output == plain_merge(inputs)
+
+
+def test_merge_reads_each_input_in_its_share_of_the_budget():
+    """MERGE_BUDGET split among the inputs, never under MERGE_BLOCK_MIN."""
+    rng = random.Random(5)
+    for count, length in ((3, 2000), (5, 1000), (200, 20)):
+        inputs = [sorted_words(rng, length) for _ in range(count)]
+        _, streams = merged(inputs)
+        share = max(merge.MERGE_BLOCK_MIN, merge.MERGE_BUDGET // count)
+        assert {size for stream in streams for size in stream.sizes} == {
+            share}
+
+
+def test_merge_keeps_a_line_before_its_longer_neighbours():
+    """'a' before 'a<TAB>1' before 'ab': compared without the newline."""
+    output, _ = merged([[b"a\t1", b"ab"], [b"a", b"a\t2"]])
+    assert output == b"a\na\t1\na\t2\nab\n"
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last", "across"])
+def test_an_input_out_of_order_is_merged_as_the_plain_merge(where):
+    """From an input found out of order on, heapq.merge does the work."""
+    rng = random.Random(where)
+    inputs = [sorted_words(rng, 3000) for _ in range(3)]
+    bad = inputs[1]
+    spot = {"first": 0, "middle": 1500, "last": len(bad) - 1,
+            "across": 1200}[where]
+    if where == "across":
+        # The blocks are in order within, not from one to the next.
+        bad[:] = bad[spot:] + bad[:spot]
+    else:
+        bad.insert(spot, b"zzzz")
+    output, _ = merged(inputs)
+    assert output == plain_merge(inputs)
+
+
+def test_merge_of_empty_inputs_writes_nothing():
+    """No lines anywhere: no write."""
+    assert merged([[], []])[0] == b""
+    assert merged([])[0] == b""
+
+
+def test_merge_writes_in_bounded_pieces():
+    """No write holds more than the lines of one round, or FALLBACK_LINES."""
+    rng = random.Random(9)
+    inputs = [sorted_words(rng, 5000) for _ in range(2)]
+    inputs[0].insert(2500, b"zzzz")  # The fallback for the second half.
+    writes = []
+    streams = [io.BytesIO(b"".join(line + b"\n" for line in lines_in))
+               for lines_in in inputs]
+    merge.merge_lines(streams, writes.append)
+    assert b"".join(writes) == plain_merge(inputs)
+    assert max(write.count(b"\n") for write in writes) <= max(
+        lines.JOIN_LINES, merge.FALLBACK_LINES)
+
+
+def md5_partition(line, num_partitions):
+    """Return the partition of `line` as SPEC.md defines it."""
+    key = line.partition(b"\t")[0]
+    return int(hashlib.md5(key).hexdigest(), 16) % num_partitions
+
+
+# partition
+
+def random_lines(rng, count):
+    """Return `count` lines: repeated keys, tabs, empty lines, odd bytes."""
+    keys = [b"", b"the", b"a", b"\xff\xfe", b"x" * 40, b"tab\tinside"]
+    keys += [b"w%d" % number for number in range(50)]
+    return [rng.choice(keys) + rng.choice([b"", b"\t1", b"\t\t2", b" 3"])
+            for _ in range(count)]
+
+
+def partitioned(data, num_partitions):
+    """Return the bytes partition_stream writes to each output."""
+    outputs = [io.BytesIO() for _ in range(num_partitions)]
+    partition.partition_stream(io.BytesIO(data), outputs, num_partitions)
+    return [output.getvalue() for output in outputs]
+
+
+@pytest.mark.parametrize("num_partitions", [1, 2, 3, 10, 100])
+@pytest.mark.parametrize("ending", [b"\n", b""])
+def test_each_line_goes_to_the_partition_of_its_keys_md5(
+        num_partitions, ending):
+    """SPEC.md's md5 rule, lines in order, a missing newline added."""
+    rng = random.Random(num_partitions)
+    all_lines = random_lines(rng, 6000)
+    data = b"\n".join(all_lines) + ending
+    expected = [[] for _ in range(num_partitions)]
+    for line in all_lines:
+        expected[md5_partition(line, num_partitions)].append(line + b"\n")
+    assert partitioned(data, num_partitions) == [b"".join(part)
+                                                 for part in expected]
+
+
+def test_an_empty_stream_writes_nothing():
+    """No line, no byte, whatever the number of partitions."""
+    assert partitioned(b"", 1) == [b""]
+    assert partitioned(b"", 3) == [b""] * 3
+
+
+def test_the_cache_keeps_only_lines_seen_twice_in_a_block():
+    """Rare lines are hashed and forgotten; repeated ones are kept."""
+    cache = partition.PartitionCache(7)
+    block = [b"once", b"twice", b"twice", b"k\tv", b"k\tv", b"k\tv"]
+    assert cache.partitions(block) == [md5_partition(line, 7)
+                                       for line in block]
+    assert cache.known == {b"twice": md5_partition(b"twice", 7),
+                           b"k\tv": md5_partition(b"k\tv", 7)}
+    assert cache.size == len(b"twice") + len(b"k\tv")
+    again = [b"k\tv", b"new", b"twice"]
+    assert cache.partitions(again) == [md5_partition(line, 7)
+                                       for line in again]
+    assert b"new" not in cache.known
+
+
+def test_a_full_cache_is_emptied_before_it_grows_on():
+    """Past CACHE_ENTRIES lines or CACHE_BYTES bytes it starts afresh."""
+    cache = partition.PartitionCache(3)
+    first = {b"a%d" % n: 0 for n in range(partition.CACHE_ENTRIES)}
+    cache.remember(first)
+    assert len(cache.known) == partition.CACHE_ENTRIES
+    cache.remember({b"b": 1})
+    assert cache.known == {b"b": 1}
+    assert cache.size == 1
+    cache.remember({b"x" * (partition.CACHE_BYTES + 1): 2})
+    assert not cache.known and cache.size == 0
+    exact = b"y" * partition.CACHE_BYTES
+    cache.remember({exact: 2})
+    assert cache.known == {exact: 2}
+    assert cache.size == partition.CACHE_BYTES
+    cache.remember({b"z": 1})
+    assert cache.known == {b"z": 1}
+    too_many = {b"c%d" % n: 0 for n in range(partition.CACHE_ENTRIES + 1)}
+    cache.remember(too_many)
+    assert not cache.known and cache.size == 0
+
+
+@pytest.mark.parametrize("num_outputs", [2, 3])
+def test_write_partitioned_writes_each_line_to_its_output(num_outputs):
+    """Line i to output parts[i], with a newline, in order."""
+    outputs = [io.BytesIO() for _ in range(num_outputs)]
+    block = [b"l%d" % number for number in range(12)]
+    parts = [number % num_outputs for number in range(12)]
+    partition.write_partitioned(block, parts, outputs)
+    assert [output.getvalue() for output in outputs] == [
+        b"".join(line + b"\n" for line, part in zip(block, parts)
+                 if part == number) for number in range(num_outputs)]
