@@ -205,7 +205,7 @@ def test_each_line_goes_to_the_partition_of_its_keys_md5(
         num_partitions, ending):
     """SPEC.md's md5 rule, lines in order, a missing newline added."""
     rng = random.Random(num_partitions)
-    all_lines = random_lines(rng, 6000)
+    all_lines = random_lines(rng, 6000) + [b"last\tline"]
     data = b"\n".join(all_lines) + ending
     expected = [[] for _ in range(num_partitions)]
     for line in all_lines:
