@@ -6,15 +6,21 @@ check what they write, block by block: the contract that keeps a Worker's
 memory flat (reads of bounded size) as well as the bytes.
 """
 
+import contextlib
 import hashlib
 import heapq
 import io
 import itertools
+import os
+import pathlib
 import random
+import shutil
+import tempfile
 
 import pytest
 
-from mapreduce.worker import lines, merge, partition
+from mapreduce.worker import lines, merge, partition, placing
+from mapreduce.worker.processes import TaskError
 
 
 class RecordingStream(io.BytesIO):
@@ -267,3 +273,93 @@ def test_write_partitioned_writes_each_line_to_its_output(num_outputs):
     assert [output.getvalue() for output in outputs] == [
         b"".join(line + b"\n" for line, part in zip(block, parts)
                  if part == number) for number in range(num_outputs)]
+
+
+# placing
+
+@pytest.fixture(name="other_device")
+def fixture_other_device(tmp_path):
+    """Give a directory on another file system than `tmp_path`, or skip."""
+    for parent in ("/dev/shm", "/run/shm"):
+        if (os.path.isdir(parent) and os.access(parent, os.W_OK)
+                and os.stat(parent).st_dev != os.stat(tmp_path).st_dev):
+            directory = tempfile.mkdtemp(prefix="test-task-engine-",
+                                         dir=parent)
+            yield pathlib.Path(directory)
+            shutil.rmtree(directory, ignore_errors=True)
+            return
+    pytest.skip("no writable file system other than the temp dir's")
+
+
+@pytest.mark.parametrize("across", [False, True])
+def test_move_into_replaces_the_file_of_that_name(tmp_path, other_device,
+                                                  across):
+    """Same or other file system: the file is there whole, nothing else."""
+    source_dir = other_device if across else tmp_path / "source"
+    source_dir.mkdir(exist_ok=True)
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "part-00000").write_bytes(b"old\n")
+    source = source_dir / "part-00000"
+    source.write_bytes(b"new\n" * 1000)
+    placing.move_into(str(source), str(target))
+    assert (target / "part-00000").read_bytes() == b"new\n" * 1000
+    assert sorted(os.listdir(target)) == ["part-00000"]
+    # Across file systems the source stays: the local directory it is
+    # in is removed with the task.
+    assert source.exists() is across
+
+
+@pytest.mark.parametrize("across", [False, True])
+def test_move_into_a_missing_directory_is_a_task_error(tmp_path,
+                                                       other_device, across):
+    """One line that names the file and the directory; nothing left over."""
+    source_dir = other_device if across else tmp_path
+    source = source_dir / "maptask00001-part00002"
+    source.write_bytes(b"x\n")
+    missing = tmp_path / "gone"
+    with pytest.raises(TaskError) as info:
+        placing.move_into(str(source), str(missing))
+    assert str(info.value) == (f"cannot move maptask00001-part00002 into "
+                               f"{missing}: No such file or directory")
+    assert not missing.exists()
+
+
+def test_a_failed_copy_leaves_no_hidden_file(tmp_path, other_device):
+    """Across file systems, a copy that fails removes its hidden file."""
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "part-00003").mkdir()  # A directory cannot be replaced.
+    (target / "part-00003" / "inside").write_bytes(b"")
+    source = other_device / "part-00003"
+    source.write_bytes(b"data\n")
+    with pytest.raises(TaskError, match="cannot move part-00003 into "):
+        placing.move_into(str(source), str(target))
+    assert sorted(os.listdir(target)) == ["part-00003"]
+
+
+def test_open_input_names_the_file_it_cannot_read(tmp_path):
+    """A missing input is a TaskError with the path and the reason."""
+    with contextlib.ExitStack() as stack:
+        with pytest.raises(TaskError) as info:
+            placing.open_input(str(tmp_path / "nope"), stack)
+        assert str(info.value) == (f"cannot read input {tmp_path / 'nope'}: "
+                                   "No such file or directory")
+        (tmp_path / "there").write_bytes(b"abc")
+        opened = placing.open_input(str(tmp_path / "there"), stack)
+        # Unbuffered: a read of N bytes asks the file for N bytes.
+        assert isinstance(opened, io.RawIOBase)
+        assert opened.read(2) == b"ab"
+    assert opened.closed
+
+
+def test_local_dir_is_named_for_its_task_and_removed(tmp_path, monkeypatch):
+    """mapreduce-local-taskNNNNN-* in the temp dir, gone at the end."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    with placing.local_dir(42) as directory:
+        assert os.path.dirname(directory) == str(tmp_path)
+        assert os.path.basename(directory).startswith(
+            "mapreduce-local-task00042-")
+        assert os.path.isdir(directory)
+    assert not os.listdir(tmp_path)
