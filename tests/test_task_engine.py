@@ -11,15 +11,17 @@ import hashlib
 import heapq
 import io
 import itertools
+import logging
 import os
 import pathlib
 import random
 import shutil
+import signal
 import tempfile
 
 import pytest
 
-from mapreduce.worker import lines, merge, partition, placing
+from mapreduce.worker import lines, merge, partition, placing, processes
 from mapreduce.worker.processes import TaskError
 
 
@@ -363,3 +365,120 @@ def test_local_dir_is_named_for_its_task_and_removed(tmp_path, monkeypatch):
             "mapreduce-local-task00042-")
         assert os.path.isdir(directory)
     assert not os.listdir(tmp_path)
+
+
+# processes
+
+@pytest.mark.parametrize("status, failure", [
+    (0, None),
+    (1, "exited with status 1"),
+    (255, "exited with status 255"),
+    (-signal.SIGKILL, "was killed by SIGKILL"),
+    (-signal.SIGPIPE, "was killed by SIGPIPE"),
+    (-40, "was killed by signal 40"),
+])
+def test_exit_failure_says_how_a_child_failed(status, failure):
+    """Exit 0 is success; a status or a signal name otherwise."""
+    assert processes.exit_failure(status) == failure
+
+
+def stderr_file_with(data):
+    """Return a temporary file holding `data`, positioned at its start."""
+    handle = tempfile.TemporaryFile()
+    handle.write(data)
+    handle.seek(0)
+    return handle
+
+
+@pytest.mark.parametrize("data, tail", [
+    (b"", ""),
+    (b"  warning: x\n\n", "warning: x"),
+    (b"\xff oops\n", "\ufffd oops"),
+    (b"a" * processes.STDERR_TAIL, "a" * processes.STDERR_TAIL),
+    (b"b" + b"a" * processes.STDERR_TAIL, "..." + "a" * processes.STDERR_TAIL),
+])
+def test_stderr_tail_is_the_last_bytes_as_text(data, tail):
+    """At most STDERR_TAIL bytes from the end, '...' when cut, stripped."""
+    with stderr_file_with(data) as handle:
+        assert processes.stderr_tail(handle) == tail
+
+
+def test_check_exit_logs_stderr_of_a_success(caplog):
+    """Exit 0: the stderr, if any, is one INFO line; no error."""
+    caplog.set_level(logging.INFO, logger="test.engine")
+    log = logging.getLogger("test.engine")
+    with stderr_file_with(b"note\n") as handle:
+        processes.check_exit("map.sh", 0, handle, "file01", log)
+    with stderr_file_with(b"") as handle:
+        processes.check_exit("map.sh", 0, handle, "file02", log)
+    assert [(record.levelno, record.getMessage())
+            for record in caplog.records] == [
+        (logging.INFO, "map.sh wrote to stderr on file01: note")]
+
+
+def test_check_exit_raises_with_the_stderr_of_a_failure():
+    """Non-zero: a TaskError naming the work, the stderr after a marker."""
+    log = logging.getLogger("test.engine")
+    with stderr_file_with(b"Traceback\nKeyError\n") as handle:
+        with pytest.raises(TaskError) as info:
+            processes.check_exit("map.sh", 2, handle, "file01", log)
+    assert str(info.value) == ("map.sh exited with status 2 on file01; "
+                               "stderr: Traceback\nKeyError")
+    with stderr_file_with(b"") as handle:
+        with pytest.raises(TaskError) as info:
+            processes.check_exit("reduce.sh", -9, handle, "reduce task 3",
+                                 log)
+    assert str(info.value) == (
+        "reduce.sh was killed by SIGKILL on reduce task 3")
+
+
+def test_a_child_runs_and_its_status_is_returned():
+    """running() starts it in its own session; wait() gives the status."""
+    control = processes.ProcessControl()
+    with control.running(["sh", "-c", "exit 3"]) as child:
+        assert os.getsid(child.pid) == child.pid
+        assert control.wait(child) == 3
+    assert child.returncode == 3
+
+
+def test_a_child_that_cannot_start_is_a_task_error(tmp_path):
+    """Missing, or missing its interpreter: one line, with a hint."""
+    control = processes.ProcessControl()
+    missing = str(tmp_path / "missing")
+    with pytest.raises(TaskError) as info:
+        with control.running([missing]):
+            pass
+    assert str(info.value) == (f"cannot run {missing!r}: No such file or "
+                               "directory")
+    script = tmp_path / "script"
+    script.write_text("#!/no/such/interpreter\n")
+    script.chmod(0o755)
+    with pytest.raises(TaskError) as info:
+        with control.running([str(script)]):
+            pass
+    assert str(info.value) == (
+        f"cannot run {str(script)!r}: No such file or directory (is the "
+        "interpreter on its #! line missing?)")
+
+
+def test_leaving_the_block_by_an_error_kills_the_child():
+    """An exception in the with block kills the child's process group."""
+    control = processes.ProcessControl()
+    with pytest.raises(RuntimeError):
+        with control.running(["sleep", "60"]) as child:
+            raise RuntimeError("the task broke")
+    assert child.returncode == -signal.SIGKILL
+
+
+def test_cancel_kills_the_children_and_refuses_new_ones():
+    """After cancel(): wait() and running() raise TaskCancelled."""
+    control = processes.ProcessControl()
+    with pytest.raises(processes.TaskCancelled):
+        with control.running(["sleep", "60"]) as child:
+            control.cancel()
+            control.wait(child)
+    assert child.returncode == -signal.SIGKILL
+    assert control.cancelled
+    with pytest.raises(processes.TaskCancelled, match="task cancelled"):
+        with control.running(["true"]):
+            pass
