@@ -482,3 +482,21 @@ def test_cancel_kills_the_children_and_refuses_new_ones():
     with pytest.raises(processes.TaskCancelled, match="task cancelled"):
         with control.running(["true"]):
             pass
+
+
+def test_an_error_after_the_child_is_gone_is_the_error_raised():
+    """Killing the group of a child that has exited already is no error."""
+    control = processes.ProcessControl()
+    with pytest.raises(RuntimeError, match="after the end"):
+        with control.running(["true"]) as child:
+            child.wait()
+            raise RuntimeError("after the end")
+
+
+def test_a_control_logs_to_its_logger_or_the_modules():
+    """The children's stderr goes to the logger given, by default this one."""
+    log = logging.getLogger("Worker:6001")
+    assert processes.ProcessControl(log).log is log
+    assert processes.ProcessControl().log is logging.getLogger(
+        "mapreduce.worker.processes")
+    assert processes.ProcessControl().cancelled is False
