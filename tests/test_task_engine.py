@@ -21,7 +21,9 @@ import tempfile
 
 import pytest
 
-from mapreduce.worker import lines, merge, partition, placing, processes
+from mapreduce.worker import (
+    lines, merge, partition, placing, processes, tasks,
+)
 from mapreduce.worker.processes import TaskError
 
 
@@ -500,3 +502,85 @@ def test_a_control_logs_to_its_logger_or_the_modules():
     assert processes.ProcessControl().log is logging.getLogger(
         "mapreduce.worker.processes")
     assert processes.ProcessControl().cancelled is False
+
+
+# tasks: what a failing or talkative child is called in messages
+
+def script(path, body):
+    """Write an executable shell script `path` with `body`; return it."""
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.fixture(name="task_dirs")
+def fixture_task_dirs(tmp_path, monkeypatch):
+    """Give (input file, output directory); temp files in tmp_path/tmp."""
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    source = tmp_path / "input01"
+    source.write_bytes(b"b\t1\na\t1\n")
+    output = tmp_path / "out"
+    output.mkdir()
+    return str(source), output
+
+
+@pytest.mark.parametrize("give_control", [False, True])
+def test_a_talkative_mapper_and_reducer_are_logged(tmp_path, task_dirs,
+                                                   caplog, give_control):
+    """Their stderr is an INFO line naming the input or the reduce task."""
+    caplog.set_level(logging.INFO)
+    source, output = task_dirs
+    noisy = script(tmp_path / "noisy.sh", "echo note >&2\nexec cat\n")
+    log = logging.getLogger("Worker:6001")
+
+    def control():
+        return processes.ProcessControl(log) if give_control else None
+    tasks.run_map_task(0, [source], noisy, str(output), 1,
+                       control=control())
+    tasks.run_reduce_task(3, noisy, [source], str(output),
+                          control=control())
+    assert [(record.name, record.getMessage())
+            for record in caplog.records] == [
+        (log.name if give_control else "mapreduce.worker.tasks", text)
+        for text in (f"{noisy} wrote to stderr on {source}: note",
+                     f"{noisy} wrote to stderr on reduce task 3: note")]
+
+
+def test_a_failing_mapper_or_reducer_is_named_with_its_work(tmp_path,
+                                                            task_dirs):
+    """The TaskError names the input file, or the reduce task."""
+    source, output = task_dirs
+    failing = script(tmp_path / "fail.sh", "cat >/dev/null\necho bad >&2\n"
+                                           "exit 4\n")
+    with pytest.raises(TaskError) as info:
+        tasks.run_map_task(0, [source], failing, str(output), 2)
+    assert str(info.value) == (f"{failing} exited with status 4 on "
+                               f"{source}; stderr: bad")
+    with pytest.raises(TaskError) as info:
+        tasks.run_reduce_task(7, failing, [source, source], str(output))
+    assert str(info.value) == (f"{failing} exited with status 4 on reduce "
+                               "task 7; stderr: bad")
+    assert not os.listdir(output)
+
+
+def test_a_failing_sort_fails_the_map_task(tmp_path, task_dirs,
+                                           monkeypatch):
+    """Its status and the end of its stderr, as text; nothing moved."""
+    source, output = task_dirs
+    fake_bin = tmp_path / "fake-bin"
+    fake_bin.mkdir()
+    script(fake_bin / "sort", "printf 'sort: \\377 ' >&2\n"
+                              f"printf '{'x' * 600}\\n' >&2\nexit 2\n")
+    monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(TaskError) as info:
+        tasks.run_map_task(5, [source], "cat", str(output), 1)
+    assert str(info.value) == ("sort failed on maptask00005-part00000 with "
+                               f"status 2: {'x' * 500}")
+    script(fake_bin / "sort", "printf 'sort: \\377 cannot' >&2\nexit 2\n")
+    with pytest.raises(TaskError) as info:
+        tasks.run_map_task(5, [source], "cat", str(output), 1)
+    assert str(info.value) == ("sort failed on maptask00005-part00000 with "
+                               "status 2: sort: \ufffd cannot")
+    assert not os.listdir(output)
