@@ -452,14 +452,14 @@ def test_a_child_that_cannot_start_is_a_task_error(tmp_path):
             pass
     assert str(info.value) == (f"cannot run {missing!r}: No such file or "
                                "directory")
-    script = tmp_path / "script"
-    script.write_text("#!/no/such/interpreter\n")
-    script.chmod(0o755)
+    orphan = tmp_path / "orphan"
+    orphan.write_text("#!/no/such/interpreter\n")
+    orphan.chmod(0o755)
     with pytest.raises(TaskError) as info:
-        with control.running([str(script)]):
+        with control.running([str(orphan)]):
             pass
     assert str(info.value) == (
-        f"cannot run {str(script)!r}: No such file or directory (is the "
+        f"cannot run {str(orphan)!r}: No such file or directory (is the "
         "interpreter on its #! line missing?)")
 
 
