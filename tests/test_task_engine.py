@@ -135,7 +135,7 @@ def test_merge_equals_the_plain_merge(count):
 def test_merge_reads_each_input_in_its_share_of_the_budget():
     """MERGE_BUDGET split among the inputs, never under MERGE_BLOCK_MIN."""
     rng = random.Random(5)
-    for count, length in ((3, 2000), (5, 1000), (200, 20)):
+    for count, length in ((1, 3000), (3, 2000), (5, 1000), (200, 20)):
         inputs = [sorted_words(rng, length) for _ in range(count)]
         _, streams = merged(inputs)
         share = max(merge.MERGE_BLOCK_MIN, merge.MERGE_BUDGET // count)
@@ -164,6 +164,25 @@ def test_an_input_out_of_order_is_merged_as_the_plain_merge(where):
         bad.insert(spot, b"zzzz")
     output, _ = merged(inputs)
     assert output == plain_merge(inputs)
+
+
+def test_the_fallback_merge_writes_as_it_reads():
+    """Out of order from the start: output begins before the input ends."""
+    rng = random.Random(3)
+    inputs = [sorted_words(rng, 20000) for _ in range(2)]
+    inputs[0].insert(0, b"zzzz")
+    streams = [io.BytesIO(b"".join(line + b"\n" for line in lines_in))
+               for lines_in in inputs]
+    total = sum(len(stream.getvalue()) for stream in streams)
+    read_at_write = []
+    writes = []
+
+    def write(data):
+        read_at_write.append(sum(stream.tell() for stream in streams))
+        writes.append(data)
+    merge.merge_lines(streams, write)
+    assert b"".join(writes) == plain_merge(inputs)
+    assert read_at_write[0] < total / 2
 
 
 def test_merge_of_empty_inputs_writes_nothing():
@@ -246,24 +265,31 @@ def test_the_cache_keeps_only_lines_seen_twice_in_a_block():
 
 
 def test_a_full_cache_is_emptied_before_it_grows_on():
-    """Past CACHE_ENTRIES lines or CACHE_BYTES bytes it starts afresh."""
+    """Past CACHE_ENTRIES lines or CACHE_BYTES bytes it starts afresh.
+
+    Exactly the limit still fits; what alone is over it is not kept.
+    """
+    entries, size = partition.CACHE_ENTRIES, partition.CACHE_BYTES
     cache = partition.PartitionCache(3)
-    first = {b"a%d" % n: 0 for n in range(partition.CACHE_ENTRIES)}
-    cache.remember(first)
-    assert len(cache.known) == partition.CACHE_ENTRIES
+    cache.remember({b"a": 0})
+    cache.remember({b"c%d" % n: 0 for n in range(entries - 1)})
+    assert len(cache.known) == entries and b"a" in cache.known
     cache.remember({b"b": 1})
-    assert cache.known == {b"b": 1}
-    assert cache.size == 1
-    cache.remember({b"x" * (partition.CACHE_BYTES + 1): 2})
+    assert cache.known == {b"b": 1} and cache.size == 1
+    cache.remember({b"d" * (size - 1): 2})
+    assert cache.known == {b"b": 1, b"d" * (size - 1): 2}
+    assert cache.size == size
+    cache.remember({b"e": 0})
+    assert cache.known == {b"e": 0} and cache.size == 1
+    cache.remember({b"y" * size: 2})
+    assert cache.known == {b"y" * size: 2} and cache.size == size
+    cache.remember({b"f": 0})
+    cache.remember({b"g%d" % n: 0 for n in range(entries)})
+    assert len(cache.known) == entries and b"f" not in cache.known
+    cache.remember({b"x" * (size + 1): 2})
     assert not cache.known and cache.size == 0
-    exact = b"y" * partition.CACHE_BYTES
-    cache.remember({exact: 2})
-    assert cache.known == {exact: 2}
-    assert cache.size == partition.CACHE_BYTES
-    cache.remember({b"z": 1})
-    assert cache.known == {b"z": 1}
-    too_many = {b"c%d" % n: 0 for n in range(partition.CACHE_ENTRIES + 1)}
-    cache.remember(too_many)
+    cache.remember({b"h": 1})
+    cache.remember({b"i%d" % n: 0 for n in range(entries + 1)})
     assert not cache.known and cache.size == 0
 
 
@@ -297,8 +323,13 @@ def fixture_other_device(tmp_path):
 
 @pytest.mark.parametrize("across", [False, True])
 def test_move_into_replaces_the_file_of_that_name(tmp_path, other_device,
-                                                  across):
-    """Same or other file system: the file is there whole, nothing else."""
+                                                  across, monkeypatch):
+    """Same or other file system: the file is there whole, nothing else.
+
+    The copy across file systems is made in the target directory (here
+    the working directory is on the source's file system).
+    """
+    monkeypatch.chdir(other_device)
     source_dir = other_device if across else tmp_path / "source"
     source_dir.mkdir(exist_ok=True)
     target = tmp_path / "target"
@@ -340,6 +371,19 @@ def test_a_failed_copy_leaves_no_hidden_file(tmp_path, other_device):
     with pytest.raises(TaskError, match="cannot move part-00003 into "):
         placing.move_into(str(source), str(target))
     assert sorted(os.listdir(target)) == ["part-00003"]
+
+
+def test_a_directory_cannot_be_moved_across_file_systems(tmp_path,
+                                                        other_device):
+    """The copy fails before it made anything: one error, nothing left."""
+    (other_device / "part-00001").mkdir()
+    target = tmp_path / "target"
+    target.mkdir()
+    with pytest.raises(TaskError) as info:
+        placing.move_into(str(other_device / "part-00001"), str(target))
+    assert str(info.value) == (f"cannot move part-00001 into {target}: "
+                               "Is a directory")
+    assert not os.listdir(target)
 
 
 def test_open_input_names_the_file_it_cannot_read(tmp_path):
