@@ -291,13 +291,15 @@ def test_from_wire_says_why_it_rejects(obj, reason):
     assert str(info.value) == reason
 
 
-def declare(type_name, fields):
+def declare(type_name, fields, defaults=None):
     """Declare message type `type_name` with `fields` ((name, type) pairs).
 
-    Does what a decorated class in protocol.py does, from a table.
+    Does what a decorated class in protocol.py does, from a table;
+    `defaults` gives the default of each optional (extension) field.
     """
     namespace = {"__annotations__": dict(fields),
-                 "__doc__": f"The test message {type_name}."}
+                 "__doc__": f"The test message {type_name}.",
+                 **(defaults or {})}
     return protocol.message(type_name)(
         dataclasses.dataclass(frozen=True)(type("TestMessage", (), namespace)))
 
@@ -328,6 +330,31 @@ def test_a_declared_message_is_encoded_decoded_and_registered(
     with pytest.raises(ProtocolError, match="'paths' has the wrong type"):
         protocol.from_wire({"message_type": "test_progress", "task_id": 3,
                             "paths": [1], "note": "half"})
+
+
+@pytest.mark.usefixtures("message_types")
+def test_declared_extension_fields_are_optional_both_ways():
+    """Fields with defaults: left out at their default, optional to receive.
+
+    A field without a default stays required, and every optional field is
+    looked at, whichever of them are missing.
+    """
+    cls = declare("test_options", [("task_id", int), ("label", str),
+                                   ("retries", int)],
+                  defaults={"label": "", "retries": 0})
+    assert cls.defaults == {"label": "", "retries": 0}
+    assert protocol.to_wire(cls(task_id=1)) == {
+        "message_type": "test_options", "task_id": 1}
+    assert protocol.to_wire(cls(task_id=1, retries=2)) == {
+        "message_type": "test_options", "task_id": 1, "retries": 2}
+    assert protocol.from_wire({"message_type": "test_options",
+                               "task_id": 1, "retries": 2}) == cls(
+        task_id=1, retries=2)
+    assert protocol.from_wire({"message_type": "test_options",
+                               "task_id": 1}) == cls(task_id=1)
+    with pytest.raises(ProtocolError) as info:
+        protocol.from_wire({"message_type": "test_options", "label": "x"})
+    assert str(info.value) == "test_options: missing field 'task_id'"
 
 
 @pytest.mark.usefixtures("message_types")
@@ -392,15 +419,20 @@ def test_dispatch_logs_why_it_drops_a_message(obj, reason, log, caplog):
         (logging.WARNING, f"Ignored message: {reason}")]
 
 
-def test_dispatch_logs_and_drops_messages_without_a_handler(log, caplog):
+@pytest.mark.parametrize("peer, source", [
+    (None, ""), ("10.0.0.1:5000", " from 10.0.0.1:5000"),
+])
+def test_dispatch_logs_and_drops_messages_without_a_handler(
+        peer, source, log, caplog):
     """A valid message this process does not take is a WARNING."""
     called = []
     protocol.dispatch(protocol.encode(example("new_map_task")),
-                      {protocol.Finished: called.append}, log)
+                      {protocol.Finished: called.append}, log, peer=peer)
     assert not called
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1
-    assert "new_map_task" in warnings[0].getMessage()
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelno == logging.WARNING]
+    assert warnings == [f"Ignored new_map_task message{source}: not meant "
+                        "for this process"]
 
 
 @pytest.mark.parametrize("msg, text", EXAMPLES, ids=IDS)
@@ -424,6 +456,31 @@ def test_decode_refuses_bytes_that_are_no_json_object(data, reason):
     with pytest.raises(ProtocolError, match=reason) as info:
         protocol.decode(data)
     assert len(str(info.value)) < 300
+
+
+def test_decode_says_what_json_found_wrong():
+    """The ProtocolError of bad JSON carries the JSON parser's reason."""
+    with pytest.raises(ProtocolError) as info:
+        protocol.decode(b'{"message_type": }')
+    assert str(info.value) == (
+        "not valid JSON (Expecting value: line 1 column 18 (char 17))")
+
+
+@pytest.mark.parametrize("error, tail", [
+    ("mapper exited with 1; stderr: Traceback\nKeyError",
+     "Traceback\nKeyError"),
+    ("mapper exited with 1; stderr: ", ""),
+    ("reducer exited with 2; stderr: a; stderr: b", "a; stderr: b"),
+    ("could not read input: no such file", None),
+    ("stderr: without the separator", None),
+    ("", None),
+])
+def test_stderr_tail_is_what_follows_the_first_marker(error, tail):
+    """A task_failed error ends with the stderr tail after STDERR_MARKER.
+
+    The tail itself may contain the marker: only the first one counts.
+    """
+    assert protocol.stderr_tail(error) == tail
 
 
 def test_dispatch_names_the_peer_and_passes_arguments(log, caplog):

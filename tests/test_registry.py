@@ -111,3 +111,15 @@ def test_dead_workers_stay_in_the_records():
     add_workers(registry, [DEAD, DEAD, READY])
     assert len(registry) == 3
     assert registry.get("localhost", 6001).state == DEAD
+
+
+def test_workers_lists_every_worker_in_registration_order():
+    """Dead ones too, in the order of add(), whatever their ports."""
+    registry = WorkerRegistry()
+    assert not registry.workers()
+    late = registry.add("localhost", 7000, now=0.0)
+    workers = add_workers(registry, [DEAD, READY, BUSY])
+    assert registry.workers() == [late, *workers]
+    listed = registry.workers()
+    listed.clear()
+    assert len(registry.workers()) == 4, "workers() gave its own list"

@@ -185,7 +185,6 @@ class Scheduler:
                     self._prepare(job)
                 except OSError as exc:
                     problem = f"could not prepare its directories: {exc}"
-                    shutil.rmtree(job.job_dir, ignore_errors=True)
             if problem is not None:
                 self.history.record("job_rejected", job=job, reason=problem)
                 continue
@@ -196,12 +195,18 @@ class Scheduler:
 
     @staticmethod
     def _prepare(job):
-        """Empty the output directory, make the job directory, plan maps."""
+        """Plan the maps, empty the output directory, make the job directory.
+
+        The input is listed first: a job whose input cannot be listed
+        leaves its output directory as it was. The job directory is made
+        last, so a failure leaves none behind.
+        """
+        tasks = job.map_tasks()
         if os.path.isdir(job.output_directory):
             shutil.rmtree(job.output_directory)
         os.makedirs(job.output_directory)
         os.makedirs(job.job_dir)
-        job.stage = Stage("map", job.map_tasks())
+        job.stage = Stage("map", tasks)
 
     def _advance(self):
         """Move the running job on: to its reduce stage, or to its end."""
