@@ -17,6 +17,7 @@ import pathlib
 import random
 import shutil
 import signal
+import sys
 import tempfile
 
 import pytest
@@ -25,6 +26,7 @@ from mapreduce.worker import (
     lines, merge, partition, placing, processes, tasks,
 )
 from mapreduce.worker.processes import TaskError
+from mapreduce.worker.stderr import STDERR_TAIL
 
 
 class RecordingStream(io.BytesIO):
@@ -428,52 +430,58 @@ def test_exit_failure_says_how_a_child_failed(status, failure):
     assert processes.exit_failure(status) == failure
 
 
-def stderr_file_with(data):
-    """Return a temporary file holding `data`, positioned at its start."""
-    handle = tempfile.TemporaryFile()
-    handle.write(data)
-    handle.seek(0)
-    return handle
+def finished_child(data, status=0, name="map.sh", log=None):
+    """Run a child that writes `data` on stderr and exits with `status`.
+
+    Returns the control, the child and its status, once its stderr ended.
+    """
+    code = ("import sys; sys.stderr.buffer.write(bytes.fromhex(sys.argv[1]));"
+            " sys.exit(int(sys.argv[2]))")
+    control = processes.ProcessControl(log)
+    with control.running([sys.executable, "-c", code, data.hex(),
+                          str(status)]) as child:
+        child.args[0] = name  # How check_exit names the executable.
+        return control, child, control.wait(child)
 
 
 @pytest.mark.parametrize("data, tail", [
     (b"", ""),
     (b"  warning: x\n\n", "warning: x"),
     (b"\xff oops\n", "\ufffd oops"),
-    (b"a" * processes.STDERR_TAIL, "a" * processes.STDERR_TAIL),
-    (b"b" + b"a" * processes.STDERR_TAIL, "..." + "a" * processes.STDERR_TAIL),
+    (b"a" * (STDERR_TAIL - 1) + b"\n", "a" * (STDERR_TAIL - 1)),
+    (b"b" + b"a" * (STDERR_TAIL - 1) + b"\n",
+     "..." + "a" * (STDERR_TAIL - 1)),
 ])
 def test_stderr_tail_is_the_last_bytes_as_text(data, tail):
     """At most STDERR_TAIL bytes from the end, '...' when cut, stripped."""
-    with stderr_file_with(data) as handle:
-        assert processes.stderr_tail(handle) == tail
+    control, child, _ = finished_child(data)
+    assert control.stderr_tail(child) == tail
 
 
 def test_check_exit_logs_stderr_of_a_success(caplog):
     """Exit 0: the stderr, if any, is one INFO line; no error."""
     caplog.set_level(logging.INFO, logger="test.engine")
     log = logging.getLogger("test.engine")
-    with stderr_file_with(b"note\n") as handle:
-        processes.check_exit("map.sh", 0, handle, "file01", log)
-    with stderr_file_with(b"") as handle:
-        processes.check_exit("map.sh", 0, handle, "file02", log)
+    control, child, status = finished_child(b"note\n", log=log)
+    control.check_exit(child, status, "file01")
+    control, child, status = finished_child(b"", log=log)
+    control.check_exit(child, status, "file02")
     assert [(record.levelno, record.getMessage())
-            for record in caplog.records] == [
+            for record in caplog.records
+            if record.levelno >= logging.INFO] == [
         (logging.INFO, "map.sh wrote to stderr on file01: note")]
 
 
 def test_check_exit_raises_with_the_stderr_of_a_failure():
     """Non-zero: a TaskError naming the work, the stderr after a marker."""
-    log = logging.getLogger("test.engine")
-    with stderr_file_with(b"Traceback\nKeyError\n") as handle:
-        with pytest.raises(TaskError) as info:
-            processes.check_exit("map.sh", 2, handle, "file01", log)
+    control, child, status = finished_child(b"Traceback\nKeyError\n", 2)
+    with pytest.raises(TaskError) as info:
+        control.check_exit(child, status, "file01")
     assert str(info.value) == ("map.sh exited with status 2 on file01; "
                                "stderr: Traceback\nKeyError")
-    with stderr_file_with(b"") as handle:
-        with pytest.raises(TaskError) as info:
-            processes.check_exit("reduce.sh", -9, handle, "reduce task 3",
-                                 log)
+    control, child, _ = finished_child(b"", name="reduce.sh")
+    with pytest.raises(TaskError) as info:
+        control.check_exit(child, -9, "reduce task 3")
     assert str(info.value) == (
         "reduce.sh was killed by SIGKILL on reduce task 3")
 
