@@ -3,6 +3,14 @@
 # Where a Manager listens, and where the client commands look for it.
 MANAGER_HOST = "localhost"
 MANAGER_PORT = 6000
+# Where a Worker listens.
+WORKER_HOST = "localhost"
+WORKER_PORT = 6001
+
+# Seconds between a Worker's heartbeats ...
+HEARTBEAT_INTERVAL = 2.0
+# ... and between its tries to register while the Manager is away.
+RETRY_INTERVAL = 1.0
 
 # A Worker silent this long (5 missed 2 s heartbeats) is marked dead.
 HEARTBEAT_TIMEOUT = 10.0

@@ -22,11 +22,18 @@ from mapreduce.manager import Manager
               help="Where to make the shared directory for intermediate "
                    "files; every Worker must reach it. Default: the "
                    "system temp dir.")
-def main(host, port, logfile, loglevel, shared_dir):
+# Timings for tests and benchmarks; hidden from --help.
+@click.option("--heartbeat-timeout", "heartbeat_timeout", hidden=True,
+              default=defaults.HEARTBEAT_TIMEOUT, type=float)
+@click.option("--max-attempts", "max_attempts", hidden=True,
+              default=defaults.MAX_ATTEMPTS, type=int)
+@click.option("--send-timeout", "send_timeout", hidden=True,
+              default=defaults.SEND_TIMEOUT, type=float)
+def main(host, port, logfile, loglevel, shared_dir, **timings):
     """Run a MapReduce Manager until it receives a shutdown message."""
     configure(logfile, loglevel)
     try:
-        Manager(host, port, shared_dir)
+        Manager(host, port, shared_dir, **timings)
     except OSError as exc:
         raise click.ClickException(
             f"cannot run the Manager on {host}:{port}: {exc}") from exc
