@@ -28,9 +28,10 @@ import threading
 import time
 import typing
 
+from mapreduce.localcluster import free_port, port_open, wait_for
 from tests.util import (
-    EXEC, free_port, job_message, output_lines, pipeline_output, port_open,
-    send_json, start_manager, start_worker, wait_for,
+    EXEC, job_message, output_lines, pipeline_output, send_json, start_manager,
+    start_worker,
 )
 
 REPO = pathlib.Path(__file__).resolve().parent.parent

@@ -1,4 +1,8 @@
-"""Shared fixtures: a Reactor, and a Reactor running in a background thread."""
+"""The fixtures of more than one test module, defined once.
+
+A Reactor, a Reactor running in a background thread, a private temp dir
+for task files, and the pid file of t_hang.sh.
+"""
 
 import queue
 import threading
@@ -6,6 +10,7 @@ import threading
 import pytest
 
 from mapreduce.reactor import Reactor
+from tests.util import hang_pidfile, redirect_temp
 
 WAIT = 5.0  # Seconds to wait for something that should happen at once.
 
@@ -65,3 +70,15 @@ def fixture_loop():
     loop = LoopThread(Reactor())
     yield loop
     loop.stop()
+
+
+@pytest.fixture(name="local_tmp")
+def fixture_local_tmp(tmp_path, monkeypatch):
+    """Send every temporary file of the test into an empty directory."""
+    return redirect_temp(tmp_path / "tmp", monkeypatch)
+
+
+@pytest.fixture(name="pidfile")
+def fixture_pidfile(tmp_path, monkeypatch):
+    """Give the file where t_hang.sh writes its pids; kill them afterwards."""
+    yield from hang_pidfile(tmp_path / "pids", monkeypatch)

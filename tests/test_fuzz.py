@@ -29,13 +29,13 @@ import time
 
 import pytest
 
+from mapreduce.localcluster import free_port, port_open
 from tests.chaos_tools import (
     kill_tagged, make_inputs, spawn_registered_worker, start_logged_manager,
     stop_process,
 )
 from tests.util import (
-    EXEC, free_port, job_message, output_lines, pipeline_output, port_open,
-    send_json,
+    EXEC, job_message, output_lines, pipeline_output, send_json,
 )
 
 HOST = "127.0.0.1"

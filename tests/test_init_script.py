@@ -14,24 +14,16 @@ import sys
 
 import pytest
 
+from mapreduce.localcluster import START_ATTEMPTS, free_port, wait_for
 from tests.util import (
-    EXEC, START_ATTEMPTS, TESTDATA, free_port, output_lines, pipeline_output,
-    run_command, wait_for, wait_for_output,
+    EXEC, TESTDATA, output_lines, pipeline_output, process_running,
+    run_command, wait_for_output,
 )
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 INIT = ROOT / "bin" / "mapreduce"
 DEMO = ROOT / "bin" / "demo"
 NAMES = ("manager", "worker-1", "worker-2")
-
-
-def process_running(pid):
-    """Tell whether process `pid` exists and is not a zombie."""
-    try:
-        stat = pathlib.Path(f"/proc/{pid}/stat").read_bytes().decode()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 def command_line(pid):

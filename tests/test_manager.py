@@ -14,10 +14,10 @@ import time
 
 import pytest
 
+from mapreduce.localcluster import port_open, wait_for
 from mapreduce.logs import LOG_FORMAT
 from tests.util import (
-    EXEC, FakePeer, job_message, port_open, register, send_json, send_udp,
-    start_manager, wait_for,
+    EXEC, FakePeer, job_message, register, send_json, send_udp, start_manager,
 )
 
 MAPPER = str(EXEC / "wc_map.sh")
