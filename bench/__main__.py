@@ -120,7 +120,7 @@ def context_rows(results):
                      f"{fig['cluster_parts_s']:.2f} s"))
     if "latency" in results:
         fig = results["latency"]
-        rows.append(("latency: median to 'Finished Job' log line",
+        rows.append(("latency: median to the job's end (status API)",
                      f"{fig['finished_median_ms']:.1f} ms"))
         rows.append(("latency: median with mapreduce-submit CLI",
                      f"{fig['with_submit_cli_median_ms']:.1f} ms"))

@@ -21,6 +21,7 @@ import dataclasses
 import errno
 import os
 import pathlib
+import signal
 import socket
 import subprocess
 import sys
@@ -36,6 +37,8 @@ LOCALHOST = "localhost"
 WAIT = 30.0  # Seconds to wait for something that should happen soon.
 # Tries at a free port: one found free may be taken before it is bound.
 START_ATTEMPTS = 5
+# Carried in the environment of processes that kill_tagged() may kill.
+TAG_VARIABLE = "MAPREDUCE_CLUSTER_TAG"
 
 
 class WaitTimeout(AssertionError, TimeoutError):
@@ -208,15 +211,77 @@ def command(name):
     return str(path) if path.exists() else name
 
 
-def spawn(processes, args, **popen_kwargs):
+def spawn(args, **popen_kwargs):
     """Start a process with no terminal input or output; return its Popen.
 
-    `processes`, an ExitStack, owns it: closing the stack waits for it
-    (stop it first, with stop_process).
+    The caller owns it: stop it with stop_process, or enter it in a with
+    block or an ExitStack.
     """
     options = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL,
                "stderr": subprocess.DEVNULL, **popen_kwargs}
-    return processes.enter_context(subprocess.Popen(args, **options))
+    return subprocess.Popen(args, **options)
+
+
+def tagged_environment(tag, tmpdir, env=None):
+    """Return this environment plus `env`, tagged, with TMPDIR `tmpdir`.
+
+    A process started with it, and every child it starts, carries
+    `TAG_VARIABLE=tag`: `kill_tagged(tag)` finds them all, also the task
+    children that live in sessions of their own and outlive a SIGKILLed
+    Worker.
+    """
+    return {**os.environ, **(env or {}), TAG_VARIABLE: tag,
+            "TMPDIR": str(tmpdir)}
+
+
+def tagged_pids(tag):
+    """Return the pids of the live processes whose environment has `tag`."""
+    marker = f"{TAG_VARIABLE}={tag}".encode()
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            with open(os.path.join(entry.path, "environ"), "rb") as file:
+                if marker in file.read().split(b"\0"):
+                    pids.append(int(entry.name))
+        except OSError:
+            continue  # Gone already, or not ours to read.
+    return pids
+
+
+def kill_tagged(tag, timeout=10.0):
+    """SIGKILL every process carrying `tag`; return how many there were."""
+    killed = set()
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = tagged_pids(tag)
+        if not pids or time.monotonic() > deadline:
+            return len(killed)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except OSError:
+                pass
+        time.sleep(0.05)
+
+
+def cpu_seconds(pid):
+    """Return the user + system CPU seconds process `pid` has used."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as file:
+        fields = file.read().rpartition(")")[2].split()
+    # After the command name: state is field 3; utime and stime are 14, 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_memory_kib(pid):
+    """Return the peak resident set size (VmHWM) of process `pid`, in KiB."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as file:
+        for line in file:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise LookupError(f"no VmHWM for process {pid}")
 
 
 def wait_listening(process, port, host=LOCALHOST):
@@ -272,6 +337,34 @@ def options_of(settings):
     for name, value in settings.items():
         options += ["--" + name.replace("_", "-"), str(value)]
     return options
+
+
+# Expected output.
+
+def pipeline_output(input_dir, mapper, reducer):
+    """Return the lines of `cat input/* | map | LC_ALL=C sort | reduce`.
+
+    The sorted lines (bytes) that a job with these executables must give.
+    """
+    files = sorted(p for p in pathlib.Path(input_dir).iterdir()
+                   if p.is_file())
+    data = b"".join(p.read_bytes() for p in files)
+    env = {**os.environ, "LC_ALL": "C"}
+    mapped = subprocess.run([str(mapper)], input=data, capture_output=True,
+                            check=True).stdout
+    ordered = subprocess.run(["sort"], input=mapped, capture_output=True,
+                             check=True, env=env).stdout
+    reduced = subprocess.run([str(reducer)], input=ordered,
+                             capture_output=True, check=True).stdout
+    return sorted(reduced.splitlines())
+
+
+def output_lines(output_dir):
+    """Return the sorted lines of every part file in `output_dir`."""
+    lines = []
+    for part in sorted(pathlib.Path(output_dir).glob("part-*")):
+        lines.extend(part.read_bytes().splitlines())
+    return sorted(lines)
 
 
 # Asking the Manager.
@@ -458,8 +551,8 @@ class ProcessCluster(_Cluster):
         """Start one command with its log file and the run's environment."""
         options = ["--logfile", str(logfile), "--loglevel",
                    self.settings.loglevel]
-        return spawn(self._processes, [*args, *options],
-                     env=self.settings.env)
+        return self._processes.enter_context(
+            spawn([*args, *options], env=self.settings.env))
 
     def add_worker(self, port=None):
         """Start a Worker process on `port` (default: free); return its port.

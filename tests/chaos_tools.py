@@ -28,10 +28,11 @@ import threading
 import time
 import typing
 
-from mapreduce.localcluster import free_port, port_open, wait_for
+from mapreduce.localcluster import (
+    free_port, output_lines, pipeline_output, port_open, wait_for,
+)
 from tests.util import (
-    EXEC, job_message, output_lines, pipeline_output, send_json, start_manager,
-    start_worker,
+    EXEC, job_message, send_json, start_manager, start_worker,
 )
 
 REPO = pathlib.Path(__file__).resolve().parent.parent

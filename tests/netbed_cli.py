@@ -27,11 +27,11 @@ import subprocess
 import sys
 import time
 
+from mapreduce.localcluster import output_lines, pipeline_output
 from tests.netbed import Bed, BedError, sweep, unavailable
 from tests.netbed_cluster import (
     Cluster, ClusterOptions, JobSpec, remote_worker,
 )
-from tests.util import output_lines, pipeline_output
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"

@@ -14,14 +14,15 @@ import re
 
 import pytest
 
-from mapreduce.localcluster import port_open, wait_for
+from mapreduce.localcluster import (
+    output_lines, pipeline_output, port_open, wait_for,
+)
 from tests.chaos_tools import (
     LogCollector, kill_tagged, peak_memory_kib, spawn_registered_worker,
     start_logged_manager, start_logged_worker, stop_process,
 )
 from tests.util import (
-    EXEC, TESTDATA, FakePeer, job_message, output_lines, pipeline_output,
-    send_json, start_worker,
+    EXEC, TESTDATA, FakePeer, job_message, send_json, start_worker,
 )
 
 INPUT = TESTDATA / "input"

@@ -29,14 +29,14 @@ import time
 
 import pytest
 
-from mapreduce.localcluster import free_port, port_open
+from mapreduce.localcluster import (
+    free_port, output_lines, pipeline_output, port_open,
+)
 from tests.chaos_tools import (
     kill_tagged, make_inputs, spawn_registered_worker, start_logged_manager,
     stop_process,
 )
-from tests.util import (
-    EXEC, job_message, output_lines, pipeline_output, send_json,
-)
+from tests.util import EXEC, job_message, send_json
 
 HOST = "127.0.0.1"
 SEED = 20240

@@ -14,10 +14,11 @@ import sys
 
 import pytest
 
-from mapreduce.localcluster import START_ATTEMPTS, free_port, wait_for
+from mapreduce.localcluster import (
+    START_ATTEMPTS, free_port, output_lines, pipeline_output, wait_for,
+)
 from tests.util import (
-    EXEC, TESTDATA, output_lines, pipeline_output, process_running,
-    run_command, wait_for_output,
+    EXEC, TESTDATA, process_running, run_command, wait_for_output,
 )
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

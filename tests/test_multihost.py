@@ -17,13 +17,13 @@ import time
 
 import pytest
 
-from mapreduce.localcluster import wait_for
+from mapreduce.localcluster import output_lines, pipeline_output, wait_for
 from tests.chaos_tools import check_assignments
 from tests.netbed import Bed, BedError, bed_namespaces, sweep, unavailable
 from tests.netbed_cluster import (
     Cluster, ClusterOptions, JobSpec, remote_worker,
 )
-from tests.util import EXEC, TESTDATA, output_lines, pipeline_output
+from tests.util import EXEC, TESTDATA
 
 REASON = unavailable()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")

@@ -16,10 +16,11 @@ import time
 
 import pytest
 
-from mapreduce.localcluster import free_port, spawned_on_free_port, wait_for
+from mapreduce.localcluster import (
+    free_port, pipeline_output, spawned_on_free_port, wait_for,
+)
 from tests.util import (
-    EXEC, TESTDATA, FakePeer, pipeline_output, process_gone, read_pids,
-    send_json, start_worker,
+    EXEC, TESTDATA, FakePeer, process_gone, read_pids, send_json, start_worker,
 )
 
 HEARTBEAT = 0.2

@@ -269,29 +269,6 @@ def job_message(input_dir, output_dir, mapper=EXEC / "wc_map.sh",
     }
 
 
-def pipeline_output(input_dir, mapper, reducer):
-    """Return the lines of `cat input/* | map | LC_ALL=C sort | reduce`."""
-    files = sorted(p for p in pathlib.Path(input_dir).iterdir()
-                   if p.is_file())
-    data = b"".join(p.read_bytes() for p in files)
-    env = {**os.environ, "LC_ALL": "C"}
-    mapped = subprocess.run([str(mapper)], input=data, capture_output=True,
-                            check=True).stdout
-    ordered = subprocess.run(["sort"], input=mapped, capture_output=True,
-                             check=True, env=env).stdout
-    reduced = subprocess.run([str(reducer)], input=ordered,
-                             capture_output=True, check=True).stdout
-    return sorted(reduced.splitlines())
-
-
-def output_lines(output_dir):
-    """Return the sorted lines of every part file in `output_dir`."""
-    lines = []
-    for part in sorted(pathlib.Path(output_dir).glob("part-*")):
-        lines.extend(part.read_bytes().splitlines())
-    return sorted(lines)
-
-
 def wait_for_output(output_dir, num_reducers, timeout=WAIT):
     """Wait until all `num_reducers` part files exist in `output_dir`."""
     names = [f"part-{r:05d}" for r in range(num_reducers)]
