@@ -19,8 +19,10 @@ stopping a process) are the building blocks the tests use directly.
 import contextlib
 import dataclasses
 import errno
+import logging
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -339,6 +341,118 @@ def options_of(settings):
     return options
 
 
+@dataclasses.dataclass
+class TaggedWorkers:
+    """Starts `mapreduce-worker` processes that kill_tagged() can clean up.
+
+    Every process, and every child it starts, carries `tag` in its
+    environment and makes its temporary files in `tmpdir`. Logs go to
+    `logs/worker-PORT.log`; `settings` are the hidden timing options
+    (`{"heartbeat_interval": 0.3}`); `env` adds environment variables.
+    """
+
+    logs: pathlib.Path
+    tag: str
+    tmpdir: pathlib.Path
+    settings: dict = dataclasses.field(default_factory=dict)
+    env: typing.Optional[dict] = None
+
+    def logfile(self, port):
+        """Return the log file of the Worker on `port`."""
+        return pathlib.Path(self.logs) / f"worker-{port}.log"
+
+    def spawn(self, port, manager_port):
+        """Start a Worker process on `port`; return its Popen (caller's)."""
+        return spawn(
+            [command("mapreduce-worker"), "--host", LOCALHOST, "--port",
+             str(port), "--manager-port", str(manager_port), "--logfile",
+             str(self.logfile(port)), *options_of(self.settings)],
+            env=tagged_environment(self.tag, self.tmpdir, self.env))
+
+    def spawn_registered(self, manager_port):
+        """Start a Worker on a free port; wait until the Manager has it.
+
+        The Manager's status API tells when it registered. A Worker that
+        exits first lost its port to someone else: another port is tried.
+        Returns the Worker's port and its Popen.
+        """
+        address = (LOCALHOST, manager_port)
+        for _ in range(START_ATTEMPTS):
+            port = free_port()
+            process = self.spawn(port, manager_port)
+            if _registered_or_exited(address, port, process):
+                return port, process
+        raise RuntimeError("could not start a Worker process")
+
+
+def _registered_or_exited(address, port, process):
+    """Wait until the Worker on `port` registered (True) or exited."""
+    wait_for(lambda: worker_alive(address, port)
+             or process.poll() is not None, timeout=60,
+             what=f"the Worker on port {port} to register")
+    return process.poll() is None
+
+
+class LogCollector(logging.Handler):
+    """Keeps every line that some named loggers log, in order.
+
+    For a cluster run in this process: attach it to `Manager:PORT` or
+    `Worker:PORT` to keep their lines, to read or to check afterwards.
+    """
+
+    def __init__(self, *names, level=logging.INFO):
+        """Attach to the loggers `names` and let `level` and above through."""
+        super().__init__(level)
+        self.setFormatter(logging.Formatter("%(name)s [%(levelname)s] "
+                                            "%(message)s"))
+        self._lines = []
+        self._lock = threading.Lock()
+        self._loggers = []
+        for name in names:
+            self.attach(name, level)
+
+    def attach(self, name, level=logging.INFO):
+        """Collect the lines of logger `name` too."""
+        logger = logging.getLogger(name)
+        self._loggers.append((logger, logger.level))
+        logger.setLevel(level)
+        logger.addHandler(self)
+
+    def emit(self, record):
+        """Keep one formatted line."""
+        line = self.format(record)
+        with self._lock:
+            self._lines.append(line)
+
+    def lines(self):
+        """Return a copy of every line so far."""
+        with self._lock:
+            return list(self._lines)
+
+    def grep(self, pattern):
+        """Return the lines so far that match regular expression `pattern`."""
+        regex = re.compile(pattern)
+        return [line for line in self.lines() if regex.search(line)]
+
+    def wait_for(self, pattern, count=1, timeout=60.0):
+        """Wait until `count` lines match `pattern`; return the matches."""
+        return wait_for(lambda: _at_least(self.grep(pattern), count),
+                        timeout=timeout, interval=0.02,
+                        what=f"{count} log line(s) matching {pattern!r}")
+
+    def detach(self):
+        """Stop collecting and give the loggers their levels back."""
+        for logger, level in self._loggers:
+            logger.removeHandler(self)
+            logger.setLevel(level)
+        self._loggers.clear()
+
+
+def _at_least(found, count):
+    """Return `found` if it has `count` items or more, else None."""
+    return found if len(found) >= count else None
+
+
 # Expected output.
 
 def pipeline_output(input_dir, mapper, reducer):
@@ -368,6 +482,12 @@ def output_lines(output_dir):
 
 
 # Asking the Manager.
+
+def worker_alive(address, port):
+    """Tell whether the Manager at `address` has a live Worker on `port`."""
+    return any(worker["port"] == port and worker["state"] != "dead"
+               for worker in client.status(address)["workers"])
+
 
 def registered_workers(address):
     """Return how many Workers the Manager at `address` counts as alive."""

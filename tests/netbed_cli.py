@@ -23,11 +23,10 @@ import json
 import os
 import pathlib
 import shutil
-import subprocess
 import sys
 import time
 
-from mapreduce.localcluster import output_lines, pipeline_output
+from mapreduce.localcluster import output_lines, pipeline_output, spawn
 from tests.netbed import Bed, BedError, sweep, unavailable
 from tests.netbed_cluster import (
     Cluster, ClusterOptions, JobSpec, remote_worker,
@@ -114,11 +113,7 @@ def command_up(session, args):
     for old in session.directory.glob("output-*"):
         shutil.rmtree(old, ignore_errors=True)
     # Owns the bed until `down`; runs on after this command returns.
-    # pylint: disable-next=consider-using-with
-    keeper = subprocess.Popen(["sleep", "infinity"], start_new_session=True,
-                              stdin=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    keeper = spawn(["sleep", "infinity"], start_new_session=True)
     bed = Bed(args.workers, owner=keeper.pid)
     session.save({"keeper": keeper.pid, "tag": bed.tag,
                   "workers": args.workers,

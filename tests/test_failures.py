@@ -15,12 +15,10 @@ import re
 import pytest
 
 from mapreduce.localcluster import (
-    output_lines, pipeline_output, port_open, wait_for,
+    LogCollector, TaggedWorkers, kill_tagged, output_lines, peak_memory_kib,
+    pipeline_output, port_open, stop_process, wait_for,
 )
-from tests.chaos_tools import (
-    LogCollector, kill_tagged, peak_memory_kib, spawn_registered_worker,
-    start_logged_manager, start_logged_worker, stop_process,
-)
+from tests.logged import start_logged_manager, start_logged_worker
 from tests.util import (
     EXEC, TESTDATA, FakePeer, job_message, send_json, start_worker,
 )
@@ -331,11 +329,11 @@ def test_stderr_is_bounded(tmp_path):
     tag = f"failures-{port}"
     process = None
     try:
-        worker_port, process = spawn_registered_worker(
-            log, port, logfile=tmp_path / "worker-{port}.log", tag=tag,
-            tmpdir=tmp_path, heartbeat_interval=0.5,
-            env={"C_NOISE_BYTES": str(noise)})
-        worker_log = tmp_path / f"worker-{worker_port}.log"
+        workers = TaggedWorkers(tmp_path, tag, tmp_path,
+                                {"heartbeat_interval": 0.5},
+                                env={"C_NOISE_BYTES": str(noise)})
+        worker_port, process = workers.spawn_registered(port)
+        worker_log = workers.logfile(worker_port)
         before = peak_memory_kib(process.pid)
         output = tmp_path / "output"
         send_json(port, job_message(INPUT, output, EXEC / "c_noisy_map.sh",

@@ -29,13 +29,12 @@ import time
 
 import pytest
 
+from bench.chaos_runs import make_inputs
 from mapreduce.localcluster import (
-    free_port, output_lines, pipeline_output, port_open,
+    TaggedWorkers, free_port, kill_tagged, output_lines, pipeline_output,
+    port_open, stop_process,
 )
-from tests.chaos_tools import (
-    kill_tagged, make_inputs, spawn_registered_worker, start_logged_manager,
-    stop_process,
-)
+from tests.logged import start_logged_manager
 from tests.util import EXEC, job_message, send_json
 
 HOST = "127.0.0.1"
@@ -257,10 +256,10 @@ def fixture_cluster(tmp_path):
     tag = f"fuzz-{manager.port}"
     workers = {}
     try:
+        spawner = TaggedWorkers(tmp_path, tag, tmp_path,
+                                {"heartbeat_interval": 0.3})
         for _ in range(2):
-            port, process = spawn_registered_worker(
-                log, manager.port, logfile=tmp_path / "worker-{port}.log",
-                tag=tag, tmpdir=tmp_path, heartbeat_interval=0.3)
+            port, process = spawner.spawn_registered(manager.port)
             workers[port] = process
         yield manager, workers, log
     finally:

@@ -17,8 +17,8 @@ import time
 
 import pytest
 
+from bench.chaos_runs import check_assignments
 from mapreduce.localcluster import output_lines, pipeline_output, wait_for
-from tests.chaos_tools import check_assignments
 from tests.netbed import Bed, BedError, bed_namespaces, sweep, unavailable
 from tests.netbed_cluster import (
     Cluster, ClusterOptions, JobSpec, remote_worker,
