@@ -14,9 +14,10 @@ import re
 
 import pytest
 
+from mapreduce import client
 from mapreduce.localcluster import (
-    LogCollector, TaggedWorkers, kill_tagged, output_lines, peak_memory_kib,
-    pipeline_output, port_open, stop_process, wait_for,
+    WAIT, LogCollector, TaggedWorkers, kill_tagged, output_lines,
+    peak_memory_kib, pipeline_output, port_open, stop_process, wait_for,
 )
 from tests.logged import start_logged_manager, start_logged_worker
 from tests.util import (
@@ -61,9 +62,16 @@ class Cluster:
         return output
 
     def wait_job(self, job_id):
-        """Wait until job `job_id` finished or failed; return that line."""
-        return self.log.wait_for(rf"Finished Job\(job_id={job_id},|"
-                                 rf"Job {job_id} failed")[0]
+        """Wait until job `job_id` ends; return the log line of its end.
+
+        The status API tells when and how the job ended; the line that
+        says so in the log is what the tests then check.
+        """
+        summary = client.wait_for_job(("localhost", self.manager.port),
+                                      job_id, WAIT)
+        ended = {"finished": rf"Finished Job\(job_id={job_id},",
+                 "failed": rf"Job {job_id} failed"}[summary["state"]]
+        return self.log.wait_for(ended)[0]
 
     def job_dirs(self):
         """Return the job directories left in the shared directory."""
@@ -341,7 +349,9 @@ def test_stderr_is_bounded(tmp_path):
         send_json(port, job_message(INPUT, tmp_path / "failed",
                                     EXEC / "c_noisy_fail.sh",
                                     num_mappers=1, num_reducers=1))
-        log.wait_for(r"Finished Job\(job_id=0,")
+        address = ("localhost", port)
+        assert client.wait_for_job(address, 0, WAIT)["state"] == "finished"
+        assert client.wait_for_job(address, 1, WAIT)["state"] == "failed"
         line = log.wait_for(r"Job 1 failed")[0]
         after = peak_memory_kib(process.pid)
         assert process.poll() is None

@@ -30,12 +30,13 @@ import time
 import pytest
 
 from bench.chaos_runs import make_inputs
+from mapreduce import client
 from mapreduce.localcluster import (
-    TaggedWorkers, free_port, kill_tagged, output_lines, pipeline_output,
-    port_open, stop_process,
+    TaggedWorkers, free_port, job, kill_tagged, output_lines, pipeline_output,
+    port_open, stop_process, wait_for,
 )
 from tests.logged import start_logged_manager
-from tests.util import EXEC, job_message, send_json
+from tests.util import EXEC, job_message
 
 HOST = "127.0.0.1"
 SEED = 20240
@@ -275,6 +276,11 @@ def fixture_cluster(tmp_path):
                 "\n".join(log.lines()) + "\n", errors="backslashreplace")
 
 
+def job_state(address, job_id):
+    """Return the Manager's summary of job `job_id` now."""
+    return client.job_state(address, job_id)[1]
+
+
 class Campaign:
     """The fuzzers, run in threads at the same time, and their tally."""
 
@@ -361,19 +367,21 @@ def test_fuzz_during_a_job(cluster, tmp_path):
     expected = pipeline_output(inputs, EXEC / "wc_map.sh",
                                EXEC / "wc_reduce.sh")
     output = tmp_path / "output"
-    send_json(manager.port, job_message(inputs, output, EXEC / "c_slow_map.sh",
-                                        EXEC / "c_slow_reduce.sh",
-                                        num_mappers=4, num_reducers=3))
-    log.wait_for(r"Started Job\(job_id=0,")
+    address = ("localhost", manager.port)
+    first = client.submit(address, job(
+        inputs, output, (EXEC / "c_slow_map.sh", EXEC / "c_slow_reduce.sh"),
+        num_mappers=4, num_reducers=3))
+    wait_for(lambda: job_state(address, first)["state"] != "queued",
+             what="the job to start")
     campaign = Campaign(tmp_path, manager.port, workers)
     seconds = campaign.run()
     print(campaign.report(seconds))
-    assert not log.grep(r"Finished Job\(job_id=0,"), \
+    assert job_state(address, first)["state"] == "running", \
         "the job ended before the fuzzing did; make it longer"
     assert campaign.counts.total() > 3000
 
     # The job's output is right.
-    log.wait_for(r"Finished Job\(job_id=0,", timeout=120)
+    assert client.wait_for_job(address, first, 120)["state"] == "finished"
     assert output_lines(output) == expected
     assert sorted(p.name for p in output.iterdir()) == [
         "part-00000", "part-00001", "part-00002"]
@@ -390,10 +398,10 @@ def test_fuzz_during_a_job(cluster, tmp_path):
 
     # A second job afterwards completes (after the fuzzed jobs queued).
     second = tmp_path / "second"
-    send_json(manager.port, job_message(inputs, second, num_mappers=3,
-                                        num_reducers=2))
-    log.wait_for(rf"Finished Job\(job_id=\d+, [^)]*output_directory="
-                 rf"'{second}'", timeout=120)
+    last = client.submit(address, job(
+        inputs, second, (EXEC / "wc_map.sh", EXEC / "wc_reduce.sh"),
+        num_mappers=3, num_reducers=2))
+    assert client.wait_for_job(address, last, 120)["state"] == "finished"
     assert output_lines(second) == expected
     assert not (tmp_path / "fuzz-rejected").exists()
     for precious in (inputs, EXEC):

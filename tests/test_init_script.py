@@ -14,8 +14,9 @@ import sys
 
 import pytest
 
+from mapreduce import client
 from mapreduce.localcluster import (
-    START_ATTEMPTS, free_port, output_lines, pipeline_output, wait_for,
+    START_ATTEMPTS, WAIT, free_port, output_lines, pipeline_output, wait_for,
 )
 from tests.util import (
     EXEC, TESTDATA, process_running, run_command, wait_for_output,
@@ -322,8 +323,9 @@ def test_job_through_the_init_script(cluster, tmp_path):
         "--reducer", "tests/testdata/exec/wc_reduce.py",
         "--nmappers", 3, "--nreducers", 3, cwd=ROOT)
     assert result.returncode == 0, result.stderr
-    wait_for(lambda: "Finished Job(job_id=0," in cluster.log("manager"),
-             what="the job to finish")
+    summary = client.wait_for_job(("localhost", cluster.manager_port), 0,
+                                  WAIT)
+    assert summary["state"] == "finished", summary
     wait_for_output(output, 3)
     assert output_lines(output) == pipeline_output(
         TESTDATA / "input", EXEC / "wc_map.sh", EXEC / "wc_reduce.py")
