@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from mapreduce.localcluster import KeepError
 from mapreduce.reactor import Reactor
 from tests.util import hang_pidfile, redirect_temp
 
@@ -30,12 +31,14 @@ class LoopThread:
         answers = queue.Queue()
 
         def work():
-            """Run the function and hand its outcome to the caller."""
-            try:
+            """Run the function and hand its outcome to the caller.
+
+            Any failure is kept and re-raised in the test's own thread.
+            """
+            with KeepError() as kept:
                 answers.put((True, function(*args)))
-            except Exception as exc:  # pylint: disable=broad-exception-caught
-                # Any failure is re-raised in the test's own thread.
-                answers.put((False, exc))
+            if kept.error is not None:
+                answers.put((False, kept.error))
 
         self.reactor.call_soon_threadsafe(work)
         succeeded, value = answers.get(timeout=WAIT)

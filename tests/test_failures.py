@@ -9,6 +9,7 @@ job: an ERROR line names the task, the executable and the reason, the job
 directory and the output directory are removed, and the next job runs.
 """
 
+import hashlib
 import pathlib
 import re
 
@@ -234,8 +235,6 @@ def test_flaky_mapper_is_retried(cluster):
 
 def _partition(word, partitions=2):
     """Return the partition of `word`, as the Worker computes it."""
-    # Imported here to keep the md5 rule next to its one use.
-    import hashlib  # pylint: disable=import-outside-toplevel
     return int(hashlib.md5(word.encode()).hexdigest(), 16) % partitions
 
 
