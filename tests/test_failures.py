@@ -29,6 +29,11 @@ INPUT = TESTDATA / "input"
 MAX_ATTEMPTS = 3
 
 
+def job_end(port, job_id):
+    """Wait until job `job_id` ends; return how (the status API's state)."""
+    return client.wait_for_job(("localhost", port), job_id, WAIT)["state"]
+
+
 class Cluster:
     """A Manager and three Workers in threads, with their logs collected."""
 
@@ -68,10 +73,9 @@ class Cluster:
         The status API tells when and how the job ended; the line that
         says so in the log is what the tests then check.
         """
-        summary = client.wait_for_job(("localhost", self.manager.port),
-                                      job_id, WAIT)
         ended = {"finished": rf"Finished Job\(job_id={job_id},",
-                 "failed": rf"Job {job_id} failed"}[summary["state"]]
+                 "failed": rf"Job {job_id} failed"}[
+                     job_end(self.manager.port, job_id)]
         return self.log.wait_for(ended)[0]
 
     def job_dirs(self):
@@ -336,11 +340,10 @@ def test_stderr_is_bounded(tmp_path):
     tag = f"failures-{port}"
     process = None
     try:
-        workers = TaggedWorkers(tmp_path, tag, tmp_path,
-                                {"heartbeat_interval": 0.5},
-                                env={"C_NOISE_BYTES": str(noise)})
-        worker_port, process = workers.spawn_registered(port)
-        worker_log = workers.logfile(worker_port)
+        worker_port, process = TaggedWorkers(
+            tmp_path, tag, tmp_path, {"heartbeat_interval": 0.5},
+            env={"C_NOISE_BYTES": str(noise)}).spawn_registered(port)
+        worker_log = tmp_path / f"worker-{worker_port}.log"
         before = peak_memory_kib(process.pid)
         output = tmp_path / "output"
         send_json(port, job_message(INPUT, output, EXEC / "c_noisy_map.sh",
@@ -348,9 +351,8 @@ def test_stderr_is_bounded(tmp_path):
         send_json(port, job_message(INPUT, tmp_path / "failed",
                                     EXEC / "c_noisy_fail.sh",
                                     num_mappers=1, num_reducers=1))
-        address = ("localhost", port)
-        assert client.wait_for_job(address, 0, WAIT)["state"] == "finished"
-        assert client.wait_for_job(address, 1, WAIT)["state"] == "failed"
+        assert job_end(port, 0) == "finished"
+        assert job_end(port, 1) == "failed"
         line = log.wait_for(r"Job 1 failed")[0]
         after = peak_memory_kib(process.pid)
         assert process.poll() is None

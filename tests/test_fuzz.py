@@ -276,9 +276,19 @@ def fixture_cluster(tmp_path):
                 "\n".join(log.lines()) + "\n", errors="backslashreplace")
 
 
-def job_state(address, job_id):
-    """Return the Manager's summary of job `job_id` now."""
-    return client.job_state(address, job_id)[1]
+def submit(port, new_job):
+    """Submit `new_job` to the Manager on `port`; return its job id."""
+    return client.submit(("localhost", port), new_job)
+
+
+def job_state(port, job_id):
+    """Return the state of job `job_id` now, as the status API tells."""
+    return client.job_state(("localhost", port), job_id)[1]["state"]
+
+
+def job_end(port, job_id):
+    """Wait until job `job_id` ends; return how (the status API's state)."""
+    return client.wait_for_job(("localhost", port), job_id, 120)["state"]
 
 
 class Campaign:
@@ -367,21 +377,19 @@ def test_fuzz_during_a_job(cluster, tmp_path):
     expected = pipeline_output(inputs, EXEC / "wc_map.sh",
                                EXEC / "wc_reduce.sh")
     output = tmp_path / "output"
-    address = ("localhost", manager.port)
-    first = client.submit(address, job(
+    first = submit(manager.port, job(
         inputs, output, (EXEC / "c_slow_map.sh", EXEC / "c_slow_reduce.sh"),
         num_mappers=4, num_reducers=3))
-    wait_for(lambda: job_state(address, first)["state"] != "queued",
+    wait_for(lambda: job_state(manager.port, first) != "queued",
              what="the job to start")
     campaign = Campaign(tmp_path, manager.port, workers)
-    seconds = campaign.run()
-    print(campaign.report(seconds))
-    assert job_state(address, first)["state"] == "running", \
+    print(campaign.report(campaign.run()))
+    assert job_state(manager.port, first) == "running", \
         "the job ended before the fuzzing did; make it longer"
     assert campaign.counts.total() > 3000
 
     # The job's output is right.
-    assert client.wait_for_job(address, first, 120)["state"] == "finished"
+    assert job_end(manager.port, first) == "finished"
     assert output_lines(output) == expected
     assert sorted(p.name for p in output.iterdir()) == [
         "part-00000", "part-00001", "part-00002"]
@@ -398,10 +406,9 @@ def test_fuzz_during_a_job(cluster, tmp_path):
 
     # A second job afterwards completes (after the fuzzed jobs queued).
     second = tmp_path / "second"
-    last = client.submit(address, job(
+    assert job_end(manager.port, submit(manager.port, job(
         inputs, second, (EXEC / "wc_map.sh", EXEC / "wc_reduce.sh"),
-        num_mappers=3, num_reducers=2))
-    assert client.wait_for_job(address, last, 120)["state"] == "finished"
+        num_mappers=3, num_reducers=2))) == "finished"
     assert output_lines(second) == expected
     assert not (tmp_path / "fuzz-rejected").exists()
     for precious in (inputs, EXEC):
