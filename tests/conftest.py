@@ -1,7 +1,8 @@
 """The fixtures of more than one test module, defined once.
 
 A Reactor, a Reactor running in a background thread, a private temp dir
-for task files, and the pid file of t_hang.sh.
+for task files, the pid file of t_hang.sh, and the dashboard's sample
+data.
 """
 
 import queue
@@ -11,6 +12,7 @@ import pytest
 
 from mapreduce.localcluster import KeepError
 from mapreduce.reactor import Reactor
+from tests.dashboard_sample import SampleSource
 from tests.util import hang_pidfile, redirect_temp
 
 WAIT = 5.0  # Seconds to wait for something that should happen at once.
@@ -85,3 +87,9 @@ def fixture_local_tmp(tmp_path, monkeypatch):
 def fixture_pidfile(tmp_path, monkeypatch):
     """Give the file where t_hang.sh writes its pids; kill them afterwards."""
     yield from hang_pidfile(tmp_path / "pids", monkeypatch)
+
+
+@pytest.fixture(name="source")
+def fixture_source():
+    """Give the sample Manager data the dashboard is shown."""
+    return SampleSource()

@@ -29,7 +29,7 @@ import time
 from mapreduce.localcluster import output_lines, pipeline_output, spawn
 from tests.netbed import Bed, BedError, sweep, unavailable
 from tests.netbed_cluster import (
-    Cluster, ClusterOptions, JobSpec, remote_worker,
+    BedCluster, BedClusterOptions, JobSpec, remote_worker,
 )
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -58,7 +58,7 @@ class Session:
 
     def cluster(self, bed=None):
         """Return the cluster of the recorded bed (processes detached)."""
-        return Cluster(bed or self.bed(), self.directory, ClusterOptions(
+        return BedCluster(bed or self.bed(), self.directory, BedClusterOptions(
             manager_loglevel=(self.state or {}).get("loglevel", "info"),
             detach=True))
 

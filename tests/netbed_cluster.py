@@ -80,7 +80,7 @@ class LogWatch:
 
 
 @dataclasses.dataclass
-class ClusterOptions:
+class BedClusterOptions:
     """How a cluster's processes run.
 
     `env` adds variables to every process's environment (mappers and
@@ -95,14 +95,14 @@ class ClusterOptions:
     detach: bool = False
 
 
-class Cluster:
+class BedCluster:
     """The real commands running in a bed; logs and files under `workdir`."""
 
     def __init__(self, bed, workdir, options=None):
         """Prepare the directories; start nothing yet."""
         self.bed = bed
         self.workdir = pathlib.Path(workdir)
-        self.options = options or ClusterOptions()
+        self.options = options or BedClusterOptions()
         for name in ("logs", "shared", "tmp"):
             (self.workdir / name).mkdir(parents=True, exist_ok=True)
         self.processes = {}

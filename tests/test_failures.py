@@ -34,7 +34,7 @@ def job_end(port, job_id):
     return client.wait_for_job(("localhost", port), job_id, WAIT)["state"]
 
 
-class Cluster:
+class LoggedCluster:
     """A Manager and three Workers in threads, with their logs collected."""
 
     def __init__(self, tmp_path, markers, workers=3):
@@ -113,11 +113,11 @@ class Cluster:
 
 @pytest.fixture(name="cluster")
 def fixture_cluster(tmp_path, monkeypatch):
-    """Give a running Cluster; its executables see $C_MARKER_DIR."""
+    """Give a running LoggedCluster; its executables see $C_MARKER_DIR."""
     markers = tmp_path / "markers"
     markers.mkdir()
     monkeypatch.setenv("C_MARKER_DIR", str(markers))
-    cluster = Cluster(tmp_path, markers)
+    cluster = LoggedCluster(tmp_path, markers)
     try:
         yield cluster
     finally:

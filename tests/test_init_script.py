@@ -37,7 +37,7 @@ def command_line(pid):
     return raw.replace(b"\0", b" ").decode("utf-8", "replace")
 
 
-class Cluster:
+class InitScriptCluster:
     """The settings of one private cluster and ways to drive it."""
 
     def __init__(self, tmp_path):
@@ -138,7 +138,7 @@ class Cluster:
 @pytest.fixture(name="cluster")
 def fixture_cluster(tmp_path):
     """Give a private cluster's settings; stop whatever it left running."""
-    cluster = Cluster(tmp_path)
+    cluster = InitScriptCluster(tmp_path)
     try:
         yield cluster
     finally:

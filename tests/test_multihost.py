@@ -21,7 +21,7 @@ from bench.chaos_runs import check_assignments
 from mapreduce.localcluster import output_lines, pipeline_output, wait_for
 from tests.netbed import Bed, BedError, bed_namespaces, sweep, unavailable
 from tests.netbed_cluster import (
-    Cluster, ClusterOptions, JobSpec, remote_worker,
+    BedCluster, BedClusterOptions, JobSpec, remote_worker,
 )
 from tests.util import EXEC, TESTDATA
 
@@ -59,8 +59,8 @@ def fixture_cluster(bed, tmp_path):
     """Give a running cluster in the bed; shut it down after."""
     marker_dir = tmp_path / "markers"
     marker_dir.mkdir()
-    cluster = Cluster(bed, tmp_path,
-                      ClusterOptions(env={"C_MARKER_DIR": str(marker_dir)}))
+    cluster = BedCluster(bed, tmp_path, BedClusterOptions(
+        env={"C_MARKER_DIR": str(marker_dir)}))
     try:
         cluster.start()
         yield cluster

@@ -5,6 +5,7 @@ import click
 from mapreduce import defaults
 from mapreduce.logs import LEVELS, configure
 from mapreduce.manager import Manager
+from mapreduce.options import hidden_timings
 
 
 @click.command(context_settings={"help_option_names": ["--help"]})
@@ -22,13 +23,9 @@ from mapreduce.manager import Manager
               help="Where to make the shared directory for intermediate "
                    "files; every Worker must reach it. Default: the "
                    "system temp dir.")
-# Timings for tests and benchmarks; hidden from --help.
-@click.option("--heartbeat-timeout", "heartbeat_timeout", hidden=True,
-              default=defaults.HEARTBEAT_TIMEOUT, type=float)
-@click.option("--max-attempts", "max_attempts", hidden=True,
-              default=defaults.MAX_ATTEMPTS, type=int)
-@click.option("--send-timeout", "send_timeout", hidden=True,
-              default=defaults.SEND_TIMEOUT, type=float)
+@hidden_timings(heartbeat_timeout=defaults.HEARTBEAT_TIMEOUT,
+                max_attempts=defaults.MAX_ATTEMPTS,
+                send_timeout=defaults.SEND_TIMEOUT)
 def main(host, port, logfile, loglevel, shared_dir, **timings):
     """Run a MapReduce Manager until it receives a shutdown message."""
     configure(logfile, loglevel)

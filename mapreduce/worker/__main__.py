@@ -6,6 +6,7 @@ import click
 
 from mapreduce import defaults
 from mapreduce.logs import LEVELS, configure
+from mapreduce.options import hidden_timings
 from mapreduce.worker import Worker
 
 
@@ -34,13 +35,9 @@ def _allow_many_open_files():
               help="Write the log here instead of to stderr.")
 @click.option("--loglevel", default="info", show_default=True,
               type=click.Choice(LEVELS, case_sensitive=False))
-# Timings for tests and benchmarks; hidden from --help.
-@click.option("--heartbeat-interval", "heartbeat_interval", hidden=True,
-              default=defaults.HEARTBEAT_INTERVAL, type=float)
-@click.option("--retry-interval", "retry_interval", hidden=True,
-              default=defaults.RETRY_INTERVAL, type=float)
-@click.option("--send-timeout", "send_timeout", hidden=True,
-              default=defaults.SEND_TIMEOUT, type=float)
+@hidden_timings(heartbeat_interval=defaults.HEARTBEAT_INTERVAL,
+                retry_interval=defaults.RETRY_INTERVAL,
+                send_timeout=defaults.SEND_TIMEOUT)
 def main(logfile, loglevel, **settings):
     """Run a MapReduce Worker until the Manager shuts it down."""
     configure(logfile, loglevel)
