@@ -143,12 +143,6 @@ def slow_mapper(session, seconds):
 def command_job(session, args):
     """Submit word count from the client host; wait for it; check it."""
     cluster = session.cluster()
-    log = cluster.log("manager")
-    # Job ids count from 0 in each run of the Manager.
-    lines = log.texts()
-    runs = [n for n, line in enumerate(lines) if "] Listening on " in line]
-    job_id = sum("] Received Job(" in line
-                 for line in lines[runs[-1] if runs else 0:])
     mapper = (slow_mapper(session, args.slow) if args.slow
               else EXAMPLES / "wc_map.py")
     # An output directory of its own: another `job` may run meanwhile.
@@ -156,13 +150,13 @@ def command_job(session, args):
     job = JobSpec(EXAMPLES / "input", output, mapper,
                   EXAMPLES / "wc_reduce.py", args.mappers, args.reducers)
     started = time.monotonic()
-    print(cluster.submit_job(job).stdout, end="")
-    ended = log.wait(rf"Finished Job\(job_id={job_id},|Job {job_id} failed"
-                     rf"|Rejected Job\(job_id={job_id},", since=started,
-                     timeout=3600)
-    outcome = ended[0][1].split("] ", 1)[-1].split("(", 1)[0]
-    print(f"job {job_id} ended after {time.monotonic() - started:.1f}s: "
-          f"{outcome}")
+    # `mapreduce-submit --wait` follows the job (the status API) and
+    # prints its job id, its progress and its outcome.
+    process = cluster.follow_job(job)
+    out, err = process.communicate(timeout=3600)
+    print(out + err, end="")
+    print(f"the job ended after {time.monotonic() - started:.1f}s: "
+          f"{'finished' if process.returncode == 0 else 'did not finish'}")
     right = output_lines(job.output) == pipeline_output(
         job.input, EXAMPLES / "wc_map.py", job.reducer)
     print(f"output {relative(job.output)}: "

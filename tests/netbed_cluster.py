@@ -107,6 +107,7 @@ class BedCluster:
             (self.workdir / name).mkdir(parents=True, exist_ok=True)
         self.processes = {}
         self._watches = {}
+        self.following = None  # The Popen of the last follow_job.
 
     def logfile(self, host):
         """Return the log file of the process on `host`."""
@@ -192,6 +193,31 @@ class BedCluster:
             "--port", MANAGER_PORT, *args])
         return subprocess.run(argv, capture_output=True, text=True,
                               check=False, timeout=WAIT)
+
+    def follow_job(self, job):
+        """Submit `job` with `mapreduce-submit --wait` on the client host.
+
+        Returns the command's Popen (text pipes): it exits once the
+        Manager reports the job's end, 0 only if it finished. The
+        caller waits for it (`job_outcome`).
+        """
+        return spawn(self.bed.command("client", [
+            command("mapreduce-submit"),
+            "--host", self.bed.host("manager").address,
+            "--port", MANAGER_PORT, *job.arguments(), "--wait"]),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    @staticmethod
+    def job_outcome(process, timeout=WAIT):
+        """Wait for a `follow_job` command; fail unless the job finished."""
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise
+        assert process.returncode == 0, f"the job did not finish:\n{out}{err}"
+        return out
 
     def submit_job(self, job):
         """Submit `job` (a JobSpec) from the client; fail if refused."""

@@ -105,15 +105,18 @@ def heartbeat_of(cluster, host):
 
 
 def run_job(cluster, job):
-    """Submit `job`; return the moment it was submitted."""
+    """Submit `job` and follow it; return the moment it was submitted.
+
+    `mapreduce-submit --wait` follows it to its end (the status API).
+    """
     started = time.monotonic()
-    cluster.submit_job(job)
+    cluster.following = cluster.follow_job(job)
     return started
 
 
 def finish(cluster, job, started):
     """Wait for the job's end; check its output; return the job's time."""
-    cluster.log("manager").wait(r"Finished Job\(job_id=0,", timeout=90)
+    cluster.job_outcome(cluster.following, timeout=90)
     seconds = time.monotonic() - started
     parts = sorted(path.name for path in job.output.iterdir())
     assert parts == [f"part-{r:05d}" for r in range(job.reducers)]
