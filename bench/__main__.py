@@ -17,7 +17,8 @@ from bench.sections import ROOT, SECTIONS, Context, OutputMismatch
 from mapreduce.localcluster import KeepError
 
 QUICK = {"size_mb": 2, "repeat": 1, "latency_jobs": 3, "idle_seconds": 1.0,
-         "settle_seconds": 0.2, "sched_files": 20, "skip_large": True}
+         "settle_seconds": 0.2, "sched_files": 20, "skip_large": True,
+         "heap_mb": 1}
 
 
 def parse(argv):
@@ -54,6 +55,9 @@ def parse(argv):
     parser.add_argument("--sched-files", type=int, default=None,
                         help="one-line files (and map tasks) of the "
                              "scheduling job (default 1000)")
+    parser.add_argument("--heap-mb", type=float, default=None,
+                        help="input size of the heap section's tasks "
+                             "(default 5)")
     parser.add_argument("--workdir", default=os.path.join(ROOT, "bench-work"),
                         help="where inputs, outputs and logs go")
     parser.add_argument("--strict", action="store_true",
@@ -61,7 +65,7 @@ def parse(argv):
     opts = parser.parse_args(argv)
     defaults = {"size_mb": 64, "repeat": 3, "latency_jobs": 20,
                 "idle_seconds": 10.0, "settle_seconds": 1.0,
-                "sched_files": 1000, "skip_large": False}
+                "sched_files": 1000, "skip_large": False, "heap_mb": 5}
     for name, default in defaults.items():
         if getattr(opts, name) is None:
             setattr(opts, name, QUICK[name] if opts.quick else default)
@@ -104,6 +108,11 @@ def targets(results):
         rows.append((f"memory: Worker peak RSS, {name} job",
                      " / ".join(f"{mb:.1f}" for mb in fig["workers_mb"])
                      + " MB", "< 40 MB", worst < 40))
+    for name, fig in results.get("heap", {}).items():
+        rows.append((f"heap: map / reduce task, {name}",
+                     f"{fig['map_bytes'] / 1024:.0f} / "
+                     f"{fig['reduce_bytes'] / 1024:.0f} KiB", "< 1024 KiB",
+                     max(fig["map_bytes"], fig["reduce_bytes"]) < 1 << 20))
     if "scheduling" in results:
         fig = results["scheduling"]
         rows.append((f"scheduling: {fig['tasks']} tasks",
@@ -182,7 +191,7 @@ def main(argv=None):
         "options": {key: getattr(opts, key) for key in (
             "size_mb", "files", "seed", "repeat", "kinds", "sections",
             "skip_madoop", "skip_large", "latency_jobs", "idle_seconds",
-            "sched_files")},
+            "sched_files", "heap_mb")},
         "seconds": round(time.monotonic() - started, 2),
         "outputs_equal": not any("mismatch" in e for e in errors.values()),
         "errors": errors,

@@ -16,6 +16,7 @@ from bench.cluster import (
     bench_job, cpu_seconds, peak_rss_mb, start_cluster, submit_cli,
     submit_message, wait_job,
 )
+from bench.heap import task_peaks
 from bench.corpus import make_corpus, make_one_line_inputs, make_tiny_inputs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -272,10 +273,34 @@ def scheduling(opts, ctx):
             "runs": runs, "per_task_ms": seconds / tasks * 1e3}
 
 
+def heap(opts, ctx):
+    """Tracemalloc peaks of one map and one reduce task, `cat` on ~5 MB.
+
+    Two inputs: the corpus text, and the word count mapper's output of it
+    (short lines, the most objects per byte). Each with 2 and with 100
+    partitions.
+    """
+    (text,) = make_corpus(ctx.path("input-heap"), opts.heap_mb, 1,
+                          opts.seed)
+    counted = ctx.path("input-heap-wc.txt")
+    with open(text, "rb") as stdin, open(counted, "wb") as stdout:
+        subprocess.run([EXECUTABLES["shell"][0]], stdin=stdin, stdout=stdout,
+                       check=True)
+    results = {}
+    for name, path in (("text", text), ("wordcount", counted)):
+        for partitions in (2, 100):
+            results[f"{name}_{partitions}"] = {
+                "input_mb": os.path.getsize(path) / 1e6,
+                "partitions": partitions,
+                **task_peaks([path], CAT, ctx.fresh_dir("heap"), partitions)}
+    return results
+
+
 SECTIONS = {
     "throughput": throughput,
     "latency": latency,
     "idle": idle,
     "memory": memory,
+    "heap": heap,
     "scheduling": scheduling,
 }

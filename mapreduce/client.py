@@ -28,22 +28,30 @@ class Refused(ClientError):
     """The Manager answered that it cannot do what was asked."""
 
 
+class NoJobId(ClientError):
+    """A job was delivered, but no job id came back for it."""
+
+
 def _where(address):
     """Return 'host:port'."""
     return f"{address[0]}:{address[1]}"
 
 
-def ask(address, msg, timeout=defaults.CONNECT_TIMEOUT):
-    """Send `msg` to the Manager and return its answer, a message.
+def _send(address, msg, timeout, on_sent=None):
+    """Send `msg` and return the raw answer (b"" for none).
 
-    Raises Unreachable, NotAManager (no answer, or not one of ours) or
-    Refused (a `request_refused` answer).
+    Raises Unreachable when the exchange fails.
     """
     try:
-        data = request(address[0], address[1], protocol.encode(msg), timeout)
+        return request(address[0], address[1], protocol.encode(msg),
+                       timeout, on_sent=on_sent)
     except OSError as exc:
         raise Unreachable(f"cannot reach the Manager at {_where(address)}: "
                           f"{exc.strerror or exc}") from exc
+
+
+def _decode(address, data):
+    """Return the message in answer `data`, or raise NotAManager/Refused."""
     if not data:
         raise NotAManager(f"no answer from {_where(address)}: is it a "
                           "Manager (and not a Worker)?")
@@ -58,6 +66,15 @@ def ask(address, msg, timeout=defaults.CONNECT_TIMEOUT):
     return answer
 
 
+def ask(address, msg, timeout=defaults.CONNECT_TIMEOUT):
+    """Send `msg` to the Manager and return its answer, a message.
+
+    Raises Unreachable, NotAManager (no answer, or not one of ours) or
+    Refused (a `request_refused` answer).
+    """
+    return _decode(address, _send(address, msg, timeout))
+
+
 def _expect(answer, kind, address):
     """Return `answer` if it is a `kind` message, else raise NotAManager."""
     if not isinstance(answer, kind):
@@ -67,11 +84,48 @@ def _expect(answer, kind, address):
     return answer
 
 
-def submit(address, job):
-    """Submit `job` (a NewManagerJob) and return the id the Manager gave."""
-    job = protocol.NewManagerJob(**{**vars(job), "acknowledge": True})
-    answer = ask(address, job)
-    return _expect(answer, protocol.JobAccepted, address).job_id
+def _no_job_id(address, why):
+    """Return the error for a job delivered without a job id coming back."""
+    return NoJobId(
+        f"no job id came back from {_where(address)} ({why}): the job was "
+        "sent, but that is probably not a Manager that acknowledges jobs "
+        "(a Worker's port, or a Manager of the bare specification), so it "
+        "may or may not run")
+
+
+def submit(address, job, on_sent=None):
+    """Submit `job` (a NewManagerJob) and return the id the Manager gave.
+
+    The message is exactly the specification's; this Manager answers every
+    job with its id on the same connection. `on_sent()`, if given, is
+    called once the job is delivered. Raises Unreachable when it was not
+    delivered, Refused when the Manager turned it away (shutting down),
+    and NoJobId when it was delivered but no id came back.
+    """
+    delivered = []
+
+    def sent():
+        """Note the delivery; tell the caller."""
+        delivered.append(True)
+        if on_sent is not None:
+            on_sent()
+
+    try:
+        data = _send(address, job, defaults.CONNECT_TIMEOUT, on_sent=sent)
+    except Unreachable as exc:
+        if not delivered:
+            raise
+        raise _no_job_id(address, str(exc.__cause__)) from exc
+    if not data:
+        raise _no_job_id(address, "it closed the connection without an "
+                                  "answer")
+    try:
+        answer = _expect(_decode(address, data), protocol.JobAccepted,
+                         address)
+    except NotAManager as exc:
+        raise _no_job_id(address, "it answered, but not as a Manager: "
+                                  f"{exc.__cause__ or exc}") from exc
+    return answer.job_id
 
 
 def status(address):

@@ -3,6 +3,9 @@
 # Where a Manager listens, and where the client commands look for it.
 MANAGER_HOST = "localhost"
 MANAGER_PORT = 6000
+# Where `mapreduce-manager` serves its dashboard (the Python API serves
+# none unless asked).
+WEB_PORT = 6080
 # Where a Worker listens.
 WORKER_HOST = "localhost"
 WORKER_PORT = 6001

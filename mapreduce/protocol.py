@@ -94,8 +94,6 @@ class NewManagerJob:
     reducer_executable: str
     num_mappers: int
     num_reducers: int
-    # Extension: ask for a `job_accepted` reply on the same connection.
-    acknowledge: bool = False
 
 
 @message("new_map_task")
@@ -147,7 +145,11 @@ class TaskFailed:
 @message("job_accepted")
 @dataclasses.dataclass(frozen=True)
 class JobAccepted:
-    """Extension: the Manager has queued a job under this id."""
+    """Extension: the Manager has queued a job under this id.
+
+    The answer to every `new_manager_job`, on its connection: a client of
+    the specification closes without reading it, so it never sees it.
+    """
 
     job_id: int
 

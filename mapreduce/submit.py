@@ -1,8 +1,10 @@
 """`mapreduce-submit`: send a job, or a shutdown, to a Manager.
 
-A job is submitted with the `acknowledge` extension: the Manager answers
-with the job's id, which is printed after the specification's seven
-lines. `--wait` then follows the job to its end (see `mapreduce.client`).
+The job message is exactly the specification's. The seven lines of the
+specification are printed once it is delivered; then the command reads
+the Manager's answer on the same connection (`job_accepted`) and prints
+the job's id. `--wait` then follows the job to its end (see
+`mapreduce.client`).
 """
 
 import os
@@ -200,17 +202,21 @@ def main(**options):
         click.echo(f"Shut down Manager {host}:{port}")
         return
     job = _job(options)
+
+    def delivered():
+        """Print the specification's seven lines once the job is sent."""
+        click.echo(f"Submitted job to Manager {host}:{port}")
+        click.echo(f"input directory      {options['input_directory']}")
+        click.echo(f"output directory     {options['output_directory']}")
+        click.echo(f"mapper executable    {options['mapper']}")
+        click.echo(f"reducer executable   {options['reducer']}")
+        click.echo(f"num mappers          {options['num_mappers']}")
+        click.echo(f"num reducers         {options['num_reducers']}")
+
     try:
-        job_id = client.submit(address, job)
+        job_id = client.submit(address, job, on_sent=delivered)
     except client.ClientError as exc:
         raise _fail(str(exc)) from exc
-    click.echo(f"Submitted job to Manager {host}:{port}")
-    click.echo(f"input directory      {options['input_directory']}")
-    click.echo(f"output directory     {options['output_directory']}")
-    click.echo(f"mapper executable    {options['mapper']}")
-    click.echo(f"reducer executable   {options['reducer']}")
-    click.echo(f"num mappers          {options['num_mappers']}")
-    click.echo(f"num reducers         {options['num_reducers']}")
     click.echo(f"job id               {job_id}")
     if options["wait"]:
         _wait(address, job_id)

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-SECTIONS = ["throughput", "latency", "idle", "memory", "scheduling"]
+SECTIONS = ["throughput", "latency", "idle", "memory", "heap", "scheduling"]
 
 
 def find_madoop():

@@ -5,6 +5,10 @@ with sample data shaped like the Manager's status answers; chromium loads
 the page, lets its script poll for a few seconds of virtual time, and
 hands back the resulting DOM, which the tests read. A screenshot of the
 page during a running job is saved as var/dashboard.png.
+
+One test loads the page from a real Manager instead, with real Workers
+and a job held running (tests/live_dashboard.py), and saves its
+screenshot as var/dashboard-live.png.
 """
 
 import pathlib
@@ -13,6 +17,7 @@ import re
 import pytest
 
 from mapreduce.manager.dashboard import handler_for, route
+from tests import live_dashboard
 from tests.browser import (StandInServer, chromium_or_skip, parse_html,
                            skip_without_chromium)
 from tests.dashboard_sample import (FAILED_ATTEMPTS, FAILED_JOB,
@@ -22,8 +27,9 @@ from tests.dashboard_sample import (FAILED_ATTEMPTS, FAILED_JOB,
 
 skip_without_chromium(whole_module=True)
 
-SCREENSHOT = (pathlib.Path(__file__).resolve().parent.parent / "var" /
-              "dashboard.png")
+VAR = pathlib.Path(__file__).resolve().parent.parent / "var"
+SCREENSHOT = VAR / "dashboard.png"
+LIVE_SCREENSHOT = VAR / "dashboard-live.png"
 BAR_CLASSES = {"bar-map", "bar-reduce", "bar-failed", "bar-taken-back"}
 WORKERS = ["localhost:6001", "localhost:6002", "localhost:6003",
            "localhost:6004", f"{HOSTILE_HOST}:6005"]
@@ -240,3 +246,66 @@ def test_manager_comes_back(browser, source):
     assert "stale" not in body.classes
     assert "hidden" in page.find(id="banner").attrs
     assert len(page.find(id="workers").find_all("tr")) == len(WORKERS) + 1
+
+
+def drawn_attempts(page):
+    """Return (worker, kind, task id, outcome) of every timeline bar."""
+    drawn = []
+    for row in page.find(id="timeline").find_all(cls="tl-row"):
+        for shape in row.find_all(cls="bar"):
+            drawn.append((row.attrs["data-worker"], shape.attrs["data-kind"],
+                          int(shape.attrs["data-task-id"]),
+                          shape.attrs["data-outcome"]))
+    return sorted(drawn)
+
+
+def api_attempts(cluster, job_id):
+    """Return the attempts of `/api/jobs/<id>` in drawn_attempts' form."""
+    _, _, job = cluster.get(f"/api/jobs/{job_id}")
+    return sorted((attempt["worker"], attempt["kind"], attempt["task_id"],
+                   attempt["outcome"]) for attempt in job["attempts"])
+
+
+def test_live_manager(browser, tmp_path, monkeypatch):
+    """A real Manager's page: its Workers, its jobs, a bar per attempt.
+
+    Job 1 is held in its map stage while the page loads and polls, so its
+    attempts are the same before and after; the screenshot of the page is
+    saved as var/dashboard-live.png.
+    """
+    LIVE_SCREENSHOT.parent.mkdir(exist_ok=True)
+    LIVE_SCREENSHOT.unlink(missing_ok=True)
+    with live_dashboard.live_cluster(tmp_path, monkeypatch) as cluster:
+        before = api_attempts(cluster, live_dashboard.RUNNING_JOB)
+        page = parse_html(browser.load(cluster.url, budget_ms=3000,
+                                       window=(1400, 1400),
+                                       screenshot=LIVE_SCREENSHOT))
+        after = api_attempts(cluster, live_dashboard.RUNNING_JOB)
+        _, _, status = cluster.get("/api/status")
+    assert LIVE_SCREENSHOT.stat().st_size > 10000
+    assert page.find("body").attrs["data-state"] == "live"
+    workers = [f"localhost:{worker['port']}" for worker in status["workers"]]
+    rows = [row for row in page.find(id="workers").find_all("tr")
+            if "data-worker" in row.attrs]
+    assert [row.attrs["data-worker"] for row in rows] == workers
+    assert [row.find(cls="badge").text() for row in rows] == ["busy"] * 2
+    running = page.find(id="running").find(
+        data_job_id=str(live_dashboard.RUNNING_JOB))
+    assert "map stage" in running.text()
+    assert [row.attrs["data-job-id"] for row in
+            page.find(id="queue").find_all("tr")
+            if "data-job-id" in row.attrs] == [str(live_dashboard.QUEUED_JOB)]
+    assert [row.attrs["data-job-id"] for row in
+            page.find(id="recent").find_all("tr")
+            if "data-job-id" in row.attrs] == [
+                str(live_dashboard.FINISHED_JOB)]
+    assert page.find(id="job-heading").text() == \
+        f"Timeline of job {live_dashboard.RUNNING_JOB}"
+    recent_text = page.find(id="recent").text()
+    assert "1 part file" in recent_text
+    assert "1 part files" not in recent_text
+    assert "1 reduce task" in running.text()
+    assert "1 reduce tasks" not in running.text()
+    assert before == after, "job 1 changed while the page loaded"
+    assert len(before) == 2
+    assert drawn_attempts(page) == before

@@ -5,12 +5,15 @@ shared directory in tmp_path, so it can run while another cluster (the
 default one on 6000-6002, or another test's) is up.
 """
 
+import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
@@ -26,6 +29,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 INIT = ROOT / "bin" / "mapreduce"
 DEMO = ROOT / "bin" / "demo"
 NAMES = ("manager", "worker-1", "worker-2")
+# What `start` prints: the dashboard's address when it serves one.
+STARTED = re.compile(r"starting mapreduce \.\.\.\n"
+                     r"Dashboard on http://localhost:([0-9]+)/\n")
 
 
 def command_line(pid):
@@ -55,6 +61,7 @@ class InitScriptCluster:
             "MAPREDUCE_VAR": str(self.var),
             "MAPREDUCE_SHARED_DIR": str(self.shared),
             "MAPREDUCE_STOP_TIMEOUT": "10",
+            "MAPREDUCE_WEB_PORT": "0",
         }
 
     @staticmethod
@@ -122,7 +129,7 @@ class InitScriptCluster:
             self.manager_port, *self.worker_ports = self.free_ports()
             self.env.update(self.port_settings())
         assert result.returncode == 0, result
-        assert result.stdout == "starting mapreduce ...\n"
+        assert STARTED.fullmatch(result.stdout), result.stdout
         wait_for(lambda: self.log("manager").count("Registered") == 2,
                  what="both Workers to register")
 
@@ -248,11 +255,50 @@ def test_restart(cluster):
     cluster.start()
     old = [cluster.ours(name) for name in NAMES]
     result = cluster.run("restart")
-    assert (result.returncode, result.stdout) == (
-        0, "stopping mapreduce ...\nstarting mapreduce ...\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("stopping mapreduce ...\n")
+    assert STARTED.fullmatch(result.stdout.split("\n", 1)[1])
     assert not any(process_running(pid) for pid in old)
     new = [cluster.ours(name) for name in NAMES]
     assert all(new) and not set(new) & set(old)
+    assert cluster.run("status").returncode == 0
+
+
+def test_start_prints_the_dashboard(cluster):
+    """`start` prints the address the Manager's dashboard answers on."""
+    result = cluster.run("start")
+    assert result.returncode == 0, result.stderr
+    port = int(STARTED.fullmatch(result.stdout).group(1))
+    with urllib.request.urlopen(f"http://localhost:{port}/api/status",
+                                timeout=10) as answer:
+        manager = json.load(answer)["manager"]
+    assert (manager["port"], manager["web_port"]) == (cluster.manager_port,
+                                                      port)
+    assert "--web-port 0 " in command_line(cluster.ours("manager"))
+
+
+def test_start_without_dashboard(cluster):
+    """MAPREDUCE_WEB_PORT=off: no dashboard, and `start` says nothing."""
+    result = cluster.run("start", MAPREDUCE_WEB_PORT="off")
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0, "starting mapreduce ...\n", "")
+    assert "--web-port off " in command_line(cluster.ours("manager"))
+    assert "Dashboard" not in cluster.log("manager")
+
+
+def test_dashboard_port_taken(cluster):
+    """A taken web port: the cluster runs anyway, with a warning."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = cluster.run("start", MAPREDUCE_WEB_PORT=str(port))
+    assert (result.returncode, result.stdout) == (
+        0, "starting mapreduce ...\n")
+    assert result.stderr.startswith(
+        f"Warning: the Manager serves no dashboard on port {port};")
+    assert "No dashboard: cannot serve it on localhost:" in \
+        cluster.log("manager")
     assert cluster.run("status").returncode == 0
 
 

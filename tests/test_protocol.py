@@ -58,14 +58,6 @@ IDS = [json.loads(text)["message_type"] for _, text in EXAMPLES]
 
 # The client extensions (README: answers on the same connection).
 EXTENSIONS = [
-    (protocol.NewManagerJob(
-        input_directory="in", output_directory="out",
-        mapper_executable="map.py", reducer_executable="reduce.py",
-        num_mappers=2, num_reducers=1, acknowledge=True),
-     '{"message_type": "new_manager_job", "input_directory": "in", '
-     '"output_directory": "out", "mapper_executable": "map.py", '
-     '"reducer_executable": "reduce.py", "num_mappers": 2, '
-     '"num_reducers": 1, "acknowledge": true}'),
     (protocol.JobAccepted(job_id=4),
      '{"message_type": "job_accepted", "job_id": 4}'),
     (protocol.RequestRefused(error="shutting down"),

@@ -1,10 +1,12 @@
 """mapreduce-submit: what it prints, what it sends, and what it refuses.
 
-A FakePeer stands in for the Manager (acknowledging each job with the next
-job id) and records every connection, so a test can check the exact JSON
-sent, or that nothing at all reached it (not even a connection that sends
-nothing): `expect_no_more` proves that without a waiting window, because
-the command has exited by then.
+A FakePeer stands in for the Manager and records every connection, so a
+test can check the exact JSON sent, or that nothing at all reached it (not
+even a connection that sends nothing): `expect_no_more` proves that without
+a waiting window, because the command has exited by then. It answers every
+job on the same connection with a `job_accepted` and the ids 0, 1, 2, ...,
+as our Manager does, or, playing a Manager of the bare specification,
+answers nothing.
 """
 
 import itertools
@@ -18,7 +20,7 @@ from tests.util import EXEC, TESTDATA, FakePeer, run_command
 
 JOB_KEYS = ["message_type", "input_directory", "output_directory",
             "mapper_executable", "reducer_executable", "num_mappers",
-            "num_reducers", "acknowledge"]
+            "num_reducers"]
 
 
 def acknowledge_jobs():
@@ -97,9 +99,33 @@ def test_job_output_and_message(manager, workdir):
         "reducer_executable": str(workdir / "bin" / "reduce.sh"),
         "num_mappers": 3,
         "num_reducers": 5,
-        "acknowledge": True,
     }
     manager.expect_no_more()
+
+
+def test_manager_that_does_not_acknowledge(workdir):
+    """A spec-only Manager gets exactly the job; no id is one error line.
+
+    The seven lines are printed (the job was delivered), then the error
+    says that no job id came back and what that likely means; exit 1.
+    """
+    with FakePeer() as spec_manager:
+        result = submit(workdir, *job_args(spec_manager.port))
+        msg = spec_manager.next()
+    assert list(msg) == JOB_KEYS
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"Submitted job to Manager localhost:{spec_manager.port}",
+        "input directory      input", "output directory     output",
+        "mapper executable    bin/map.sh",
+        "reducer executable   bin/reduce.sh", "num mappers          2",
+        "num reducers         2"]
+    assert result.stderr == (
+        f"Error: no job id came back from localhost:{spec_manager.port} (it "
+        "closed the connection without an answer): the job was sent, but "
+        "that is probably not a Manager that acknowledges jobs (a Worker's "
+        "port, or a Manager of the bare specification), so it may or may "
+        "not run\n")
 
 
 def test_defaults_and_short_options(manager, workdir):

@@ -5,6 +5,8 @@ Partition contents are checked against an md5 computation written out in
 this module, not borrowed from the code under test.
 """
 
+import concurrent.futures
+import contextlib
 import hashlib
 import os
 import pathlib
@@ -12,17 +14,17 @@ import random
 import shutil
 import subprocess
 import sys
-import threading
+import tracemalloc
 
 import pytest
 
-from mapreduce.worker import tasks
+from mapreduce.worker import lines as lines_module
+from mapreduce.worker import merge as merge_module
+from mapreduce.worker import partition as partition_module
 from mapreduce.worker.tasks import (
     ProcessControl, TaskCancelled, TaskError, run_map_task, run_reduce_task,
 )
-from tests.util import (
-    EXEC, TESTDATA, KeepError, process_gone, read_pids, wait_for,
-)
+from tests.util import EXEC, TESTDATA, process_gone, read_pids, wait_for
 
 CAT = shutil.which("cat")
 WC_MAP = EXEC / "wc_map.sh"
@@ -103,22 +105,11 @@ def write_inputs(directory, contents):
 
 
 def run_in_thread(function, *args, **kwargs):
-    """Start `function(*args, **kwargs)` in a thread; return (thread, box).
-
-    `box` receives ("ok", result) or ("error", exception) when it ends.
-    """
-    box = []
-
-    def target():
-        """Run the function and keep its outcome."""
-        with KeepError() as kept:
-            box.append(("ok", function(*args, **kwargs)))
-        if kept.error is not None:
-            box.append(("error", kept.error))  # The test checks its type.
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    return thread, box
+    """Start `function(*args, **kwargs)` in a thread; return its Future."""
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    future = executor.submit(function, *args, **kwargs)
+    executor.shutdown(wait=False)
+    return future
 
 
 def sort_in_locale(data, name):
@@ -166,16 +157,15 @@ def test_map_word_count_partitions(tmp_path, local_tmp, out, num_partitions):
                                    "long-lines"])
 def test_map_partitions_survive_a_small_cache(tmp_path, out, monkeypatch,
                                               shape):
-    """With a tiny cache and trial, every line still lands by its key's md5.
+    """With a tiny cache, every line still lands by its key's md5.
 
-    The cache is emptied over and over, keys are given up (one line per
-    key, as in word count) or kept (many lines per key), and lines too
-    long to cache go by their keys: none of it may change a partition.
+    The cache is emptied over and over, lines repeat (one line per key,
+    as in word count) or not (many lines per key), and blocks too large
+    to cache go uncached: none of it may change a partition.
     """
-    monkeypatch.setattr(tasks, "KEY_CACHE_LIMIT", 16)
-    monkeypatch.setattr(tasks, "KEY_TRIAL", 8)
-    monkeypatch.setattr(tasks, "CACHE_LINE_LIMIT", 12)
-    monkeypatch.setattr(tasks, "READ_BLOCK", 64)
+    monkeypatch.setattr(partition_module, "CACHE_ENTRIES", 16)
+    monkeypatch.setattr(partition_module, "CACHE_BYTES", 96)
+    monkeypatch.setattr(lines_module, "READ_BLOCK", 64)
     rng = random.Random(shape)
     words = [b"w%d" % n for n in range(60)]
     if shape == "one-line-per-key":
@@ -263,8 +253,8 @@ def test_map_uses_prefixed_local_dir_and_removes_it(tmp_path, local_tmp, out,
     gate = tmp_path / "gate"
     monkeypatch.setenv("T_GATE", str(gate))
     inputs = write_inputs(tmp_path / "input", [b"a\t1\nb\t2\n"])
-    thread, box = run_in_thread(run_map_task, 42, inputs,
-                                str(EXEC / "t_gate.sh"), str(out), 2)
+    future = run_in_thread(run_map_task, 42, inputs, str(EXEC / "t_gate.sh"),
+                           str(out), 2)
     try:
         local = wait_for(lambda: list(local_tmp.iterdir()),
                          what="the local directory")
@@ -277,8 +267,8 @@ def test_map_uses_prefixed_local_dir_and_removes_it(tmp_path, local_tmp, out,
         assert not any(out.iterdir())
     finally:
         gate.touch()
-        thread.join(STOP_WAIT)
-    assert box and box[0][0] == "ok", box
+        concurrent.futures.wait([future], STOP_WAIT)
+    assert future.result(0)
     assert sorted(p.name for p in out.iterdir()) == part_names(42, 2)
     assert not any(local_tmp.iterdir())
 
@@ -386,8 +376,8 @@ def test_reduce_merge_equals_sort_at_every_block_size(tmp_path, out,
     Tiny merge blocks put block edges everywhere; the lines share
     prefixes and hold TABs and bytes below the newline.
     """
-    monkeypatch.setattr(tasks, "MERGE_BUDGET", 64)
-    monkeypatch.setattr(tasks, "MERGE_BLOCK_MIN", 8)
+    monkeypatch.setattr(merge_module, "MERGE_BUDGET", 64)
+    monkeypatch.setattr(merge_module, "MERGE_BLOCK_MIN", 8)
     rng = random.Random(seed)
     alphabet = [b"a", b"b", b"\t", b"\x01", b" ", b"\xff"]
     lines = [b"".join(rng.choice(alphabet)
@@ -446,8 +436,8 @@ def test_reduce_uses_prefixed_local_dir_and_removes_it(tmp_path, local_tmp,
     gate = tmp_path / "gate"
     monkeypatch.setenv("T_GATE", str(gate))
     inputs = write_sorted_inputs(tmp_path / "input", [[b"a\t1"], [b"b\t1"]])
-    thread, box = run_in_thread(run_reduce_task, 9, str(EXEC / "t_gate.sh"),
-                                inputs, str(out))
+    future = run_in_thread(run_reduce_task, 9, str(EXEC / "t_gate.sh"),
+                           inputs, str(out))
     try:
         local = wait_for(lambda: list(local_tmp.iterdir()),
                          what="the local directory")
@@ -458,8 +448,8 @@ def test_reduce_uses_prefixed_local_dir_and_removes_it(tmp_path, local_tmp,
         assert not any(out.iterdir())
     finally:
         gate.touch()
-        thread.join(STOP_WAIT)
-    assert box and box[0][0] == "ok", box
+        concurrent.futures.wait([future], STOP_WAIT)
+    assert future.result(0)
     assert file_lines(out / "part-00009") == [b"a\t1", b"b\t1"]
     assert not any(local_tmp.iterdir())
 
@@ -521,9 +511,9 @@ def test_executable_exits_non_zero(tmp_path, local_tmp, out, kind):
 
 
 @pytest.mark.parametrize("case", [
-    (kind, signal_name, shown) for kind in ("map", "reduce")
-    for signal_name, shown in (("KILL", "SIGKILL"), ("TERM", "SIGTERM"),
-                               ("40", "signal 40"))])
+    (kind, *signal_case) for kind in ("map", "reduce")
+    for signal_case in (("KILL", "SIGKILL"), ("TERM", "SIGTERM"),
+                        ("40", "signal 40"))])
 def test_executable_killed_by_signal(tmp_path, local_tmp, out, monkeypatch,
                                      case):
     """Death by a signal is a TaskError that names the signal."""
@@ -565,22 +555,21 @@ def test_cancel_stops_children_and_grandchildren(tmp_path, local_tmp, out,
     control = ProcessControl()
     hang = str(EXEC / "t_hang.sh")
     if kind == "map":
-        thread, box = run_in_thread(run_map_task, 0, inputs, hang, str(out),
-                                    3, control=control)
+        future = run_in_thread(run_map_task, 0, inputs, hang, str(out), 3,
+                               control=control)
     else:
-        thread, box = run_in_thread(run_reduce_task, 0, hang, inputs,
-                                    str(out), control=control)
+        future = run_in_thread(run_reduce_task, 0, hang, inputs, str(out),
+                               control=control)
     try:
         pids = read_pids(pidfile)
         assert not any(map(process_gone, pids))
         control.cancel()
-        thread.join(STOP_WAIT)
-        assert not thread.is_alive(), "the task did not stop"
+        concurrent.futures.wait([future], STOP_WAIT)
+        assert future.done(), "the task did not stop"
     finally:
         control.cancel()
-        thread.join(STOP_WAIT)
-    assert box[0][0] == "error"
-    assert isinstance(box[0][1], TaskCancelled), box
+        concurrent.futures.wait([future], STOP_WAIT)
+    assert isinstance(future.exception(0), TaskCancelled), future
     wait_for(lambda: all(map(process_gone, pids)), timeout=STOP_WAIT,
              what="the task's processes to end")
     assert_clean(out, local_tmp)
@@ -668,4 +657,63 @@ def test_memory_stays_constant_over_a_large_task(tmp_path, local_tmp):
         small, large = peaks[kind, 12], peaks[kind, 120]
         assert large < MEMORY_LIMIT_KB, peaks
         assert large - small < MEMORY_GROWTH_KB, peaks
+    assert not any(local_tmp.iterdir())
+
+
+# The Python heap.
+
+HEAP_LIMIT = 1 << 20
+HEAP_INPUT_BYTES = 5 << 20
+
+
+@contextlib.contextmanager
+def heap_peak():
+    """Trace the heap in the with block; the yielded list gets its peak."""
+    peak = []
+    tracemalloc.start()
+    try:
+        yield peak
+    finally:
+        peak.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+
+
+def word_count_lines(path, size):
+    """Write about `size` bytes of word count lines (short, Zipf-like)."""
+    rng = random.Random(5)
+    words = [b"w%d" % n for n in range(30000)]
+    weights = [1 / (rank + 2) for rank in range(len(words))]
+    with open(path, "wb") as file:
+        while file.tell() < size:
+            file.write(b"".join(word + b"\t1\n" for word in rng.choices(
+                words, weights, k=50000)))
+
+
+@pytest.mark.parametrize("num_partitions", [2, 100])
+@pytest.mark.parametrize("shape", ["word-count", "long-lines"])
+def test_heap_peak_stays_under_one_mib(tmp_path, local_tmp, num_partitions,
+                                       shape):
+    """5 MB through `cat`: map and reduce each peak under 1 MiB of heap.
+
+    The reduce task merges every map output file: with 100 partitions,
+    100 inputs.
+    """
+    source = tmp_path / "input"
+    if shape == "word-count":
+        word_count_lines(source, HEAP_INPUT_BYTES)
+    else:
+        generate_input(source, HEAP_INPUT_BYTES >> 20)
+    mapped, reduced = tmp_path / "mapped", tmp_path / "reduced"
+    mapped.mkdir()
+    reduced.mkdir()
+    with heap_peak() as map_peak:
+        names = run_map_task(0, [str(source)], CAT, str(mapped),
+                             num_partitions)
+    inputs = [str(mapped / name) for name in names]
+    with heap_peak() as reduce_peak:
+        run_reduce_task(0, CAT, inputs, str(reduced))
+    assert map_peak[0] < HEAP_LIMIT, f"map task peaked at {map_peak} bytes"
+    assert reduce_peak[0] < HEAP_LIMIT, f"reduce task: {reduce_peak} bytes"
+    assert ((reduced / "part-00000").stat().st_size
+            == source.stat().st_size)
     assert not any(local_tmp.iterdir())

@@ -18,7 +18,6 @@ import tempfile
 import threading
 import time
 
-from mapreduce import localcluster
 from mapreduce.localcluster import (
     START_ATTEMPTS, WAIT, free_port, port_taken, start_in_thread,
     start_worker_thread, wait_for,
@@ -28,8 +27,6 @@ from mapreduce.manager import Manager
 TESTDATA = pathlib.Path(__file__).resolve().parent / "testdata"
 EXEC = TESTDATA / "exec"
 MARKER_SERIALS = itertools.count()  # Numbers for FakePeer's markers.
-# The harness's, under the name test_tasks.py imports.
-KeepError = localcluster.KeepError
 
 
 def send_json(port, obj, host="localhost"):

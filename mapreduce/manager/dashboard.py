@@ -116,6 +116,11 @@ def route(method, target, source):
     return answer_get(path, source)
 
 
+def url(host, port):
+    """Return the address of the dashboard served on `host:port`."""
+    return f"http://{host}:{port}/"
+
+
 def handler_for(source):
     """Return `handler(method, path)` answering from `source`.
 

@@ -1,10 +1,9 @@
 """Jobs and their tasks, as the Manager plans and tracks them."""
 
 import collections
-import fnmatch
 import os
 
-from mapreduce import protocol
+from mapreduce import filenames, protocol
 
 
 class Task:
@@ -117,7 +116,8 @@ class Job:
         self.reducer_executable = request.reducer_executable
         self.num_mappers = request.num_mappers
         self.num_reducers = request.num_reducers
-        self.job_dir = os.path.join(shared_dir, f"job-{job_id:05d}")
+        self.job_dir = os.path.join(shared_dir,
+                                    filenames.job_dir_name(job_id))
         self.stage = None
 
     def map_tasks(self):
@@ -140,8 +140,7 @@ class Job:
         return [
             ReduceTask(self, partition, [
                 os.path.join(self.job_dir, name)
-                for name in fnmatch.filter(
-                    names, f"maptask*-part{partition:05d}")
+                for name in filenames.map_outputs_of(names, partition)
             ])
             for partition in range(self.num_reducers)
         ]

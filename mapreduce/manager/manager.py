@@ -19,11 +19,13 @@ import time
 
 from mapreduce import defaults, protocol
 from mapreduce.logs import get_logger, stop_on_signals
+from mapreduce.manager import dashboard
 from mapreduce.manager.events import History
 from mapreduce.manager.followers import Followers
 from mapreduce.manager.scheduler import Scheduler
 from mapreduce.manager.status import ManagerInfo, job_detail, status_snapshot
-from mapreduce.reactor import DatagramServer, MessageServer, Reactor
+from mapreduce.reactor import (DatagramServer, HttpServer, MessageServer,
+                               Reactor)
 
 
 @dataclasses.dataclass
@@ -35,6 +37,8 @@ class ManagerOptions:
     max_attempts: int = defaults.MAX_ATTEMPTS
     send_timeout: float = defaults.SEND_TIMEOUT
     poll_timeout: float = defaults.POLL_TIMEOUT
+    # Port of the dashboard (0: a free one); None: no dashboard.
+    web_port: object = None
 
 
 class ManagerServer:
@@ -106,6 +110,27 @@ class ManagerServer:
         self.info.shared_dir = self.scheduler.shared_dir = shared
         self.history.record("manager_started", host=self.info.host,
                             port=tcp.port, shared_dir=shared)
+        if self.options.web_port is not None:
+            self._open_dashboard()
+
+    def _open_dashboard(self):
+        """Serve the dashboard on the web port; on failure, go on without.
+
+        The Manager must run whatever happens to its page: a port that
+        cannot be had (or page files that cannot be read) is a warning.
+        """
+        host, port = self.info.host, self.options.web_port
+        try:
+            web = HttpServer(self.reactor, host, port,
+                             dashboard.handler_for(self))
+        except OSError as exc:
+            self.log.warning("No dashboard: cannot serve it on %s:%s (%s); "
+                             "the Manager runs without it", host, port,
+                             exc.strerror or exc)
+            return
+        self._running.closing.callback(web.close)
+        self.info.web_port = web.port
+        self.log.info("Dashboard on %s", dashboard.url(host, web.port))
 
     def close(self):
         """Close the listeners, the loop and the shared directory."""
@@ -169,20 +194,18 @@ class ManagerServer:
             self.scheduler.handle(msg)
 
     def _on_new_job(self, msg, reply):
-        """Queue a job; answer with its id if the client asked for it."""
-        if self.scheduler.stopping:
-            self._refuse_job(msg, reply)
-            return
-        job = self.scheduler.on_new_job(msg)
-        if msg.acknowledge:
-            reply(protocol.encode(protocol.JobAccepted(job_id=job.job_id)))
+        """Queue a job and answer with its id on the same connection.
 
-    def _refuse_job(self, msg, reply):
-        """Turn a job away during shutdown (ignored, as the spec does)."""
-        self.log.warning("Ignored a job: the Manager is shutting down")
-        if msg.acknowledge:
+        A client of the specification has closed without reading: the
+        answer then fails quietly (logged at debug level by the reply).
+        """
+        if self.scheduler.stopping:
+            self.log.warning("Ignored a job: the Manager is shutting down")
             reply(protocol.encode(protocol.RequestRefused(
                 error="the Manager is shutting down")))
+            return
+        job = self.scheduler.on_new_job(msg)
+        reply(protocol.encode(protocol.JobAccepted(job_id=job.job_id)))
 
     def _on_status_request(self, _msg, reply):
         """Answer with the status snapshot."""

@@ -547,14 +547,18 @@ def send_datagram(host, port, data, log=None):
     return True
 
 
-def request(host, port, data, timeout, max_size=MAX_ANSWER_SIZE):
+def request(host, port, data, timeout, *, max_size=MAX_ANSWER_SIZE,
+            on_sent=None):
     """Send `data` to `host:port` and return the answer; this blocks.
 
     For command-line tools, which have no loop: connect, send every byte,
     half-close, and read the answer to EOF, all within `timeout` seconds.
-    Returns b"" when the server closed without answering. Raises OSError
-    on failure: TimeoutError (socket.timeout) when time runs out, and an
-    OSError when the answer is larger than `max_size` bytes.
+    `on_sent()`, if given, is called once every byte is sent, before the
+    answer is read (so a caller can tell a message not delivered from one
+    not answered). Returns b"" when the server closed without answering.
+    Raises OSError on failure: TimeoutError (socket.timeout) when time
+    runs out, and an OSError when the answer is larger than `max_size`
+    bytes.
     """
     deadline = time.monotonic() + timeout
 
@@ -570,6 +574,8 @@ def request(host, port, data, timeout, max_size=MAX_ANSWER_SIZE):
         sock.settimeout(remaining())
         sock.sendall(data)
         sock.shutdown(socket.SHUT_WR)
+        if on_sent is not None:
+            on_sent()
         answer = bytearray()
         while True:
             sock.settimeout(remaining())

@@ -186,7 +186,7 @@ class Worker:
 
     def _start_task(self, msg, function, *args):
         """Run `function(*args)` in the pool; report when it ends."""
-        control = ProcessControl()
+        control = ProcessControl(self.log)
         future = self.reactor.run_in_pool(
             self.pool, functools.partial(self._task_done, msg),
             self._run_task, msg, function, args, control)
@@ -195,7 +195,7 @@ class Worker:
     def _run_task(self, msg, function, args, control):
         """In the pool thread: run one task function."""
         self.log.info("Running %s task %d", _kind(msg), msg.task_id)
-        return function(*args, control=control, log=self.log)
+        return function(*args, control=control)
 
     def _task_done(self, msg, future):
         """On the loop: tell the Manager the task finished or failed."""

@@ -138,6 +138,11 @@
 
   /* ---------- formatting ---------- */
 
+  // "1 part file", "3 part files": `noun` in the singular.
+  function count(number, noun) {
+    return number + " " + noun + (number === 1 ? "" : "s");
+  }
+
   function isNumber(value) {
     return typeof value === "number" && Number.isFinite(value);
   }
@@ -210,7 +215,7 @@
       fill.style.width = "0%";
     }
     const text = total === null ? done + " done (total not known yet)" :
-      done + " / " + total + " tasks";
+      done + " / " + count(total, "task");
     append(bar, fill, el("span", "progress-text", text));
     return append(el("div", "progress-row"),
       el("span", "progress-label", label), bar);
@@ -285,9 +290,9 @@
       append(facts, el("dt", null, term), append(el("dd"), ...value));
     };
     add("Mapper", el("code", null, job.mapper_executable),
-      " \u00d7 " + job.num_mappers + " map tasks");
+      " \u00d7 " + count(job.num_mappers, "map task"));
     add("Reducer", el("code", null, job.reducer_executable),
-      " \u00d7 " + job.num_reducers + " reduce tasks");
+      " \u00d7 " + count(job.num_reducers, "reduce task"));
     add("Input", el("code", null, job.input_directory));
     add("Output", el("code", null, job.output_directory));
     add("Submitted", clockTime(job.submitted_at));
@@ -395,7 +400,7 @@
       const row = markShown(el("tr"), job.job_id);
       const reason = job.reason ? String(job.reason) :
         job.state === "finished" ?
-          (job.part_files || []).length + " part files" : "";
+          count((job.part_files || []).length, "part file") : "";
       append(row, cell(jobLink(job.job_id)),
         cell(badge("state", job.state, JOB_STATES[job.state])),
         cell(counts(job.map)), cell(counts(job.reduce)),
