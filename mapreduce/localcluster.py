@@ -388,7 +388,7 @@ class TaggedWorkers:
 def _registered_or_exited(address, port, process):
     """Wait until the Worker on `port` registered (True) or exited."""
     wait_for(lambda: worker_alive(address, port)
-             or process.poll() is not None, timeout=60,
+             or process.poll() is not None, timeout=60, interval=0.05,
              what=f"the Worker on port {port} to register")
     return process.poll() is None
 
@@ -523,7 +523,7 @@ class _Cluster:
     def wait_registered(self, count, timeout=WAIT):
         """Wait until `count` Workers are registered and alive."""
         wait_for(lambda: registered_workers(self.address) >= count,
-                 timeout=timeout, interval=0.02,
+                 timeout=timeout, interval=0.05,
                  what=f"{count} Workers to register")
 
     def submit(self, new_job):
