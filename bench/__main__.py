@@ -14,6 +14,7 @@ import time
 import traceback
 
 from bench.sections import ROOT, SECTIONS, Context, OutputMismatch
+from mapreduce.localcluster import KeepError
 
 QUICK = {"size_mb": 2, "repeat": 1, "latency_jobs": 3, "idle_seconds": 1.0,
          "settle_seconds": 0.2, "sched_files": 20, "skip_large": True,
@@ -129,7 +130,7 @@ def context_rows(results):
                      f"{fig['cluster_parts_s']:.2f} s"))
     if "latency" in results:
         fig = results["latency"]
-        rows.append(("latency: median to 'Finished Job' log line",
+        rows.append(("latency: median to the job's end (status API)",
                      f"{fig['finished_median_ms']:.1f} ms"))
         rows.append(("latency: median with mapreduce-submit CLI",
                      f"{fig['with_submit_cli_median_ms']:.1f} ms"))
@@ -172,14 +173,15 @@ def main(argv=None):
     started = time.monotonic()
     for name in opts.sections:
         print(f"== {name}", file=sys.stderr, flush=True)
-        try:
+        # One broken section must not hide the others' figures.
+        with KeepError() as kept:
             results[name] = SECTIONS[name](opts, ctx)
-        except OutputMismatch as exc:
-            errors[name] = f"output mismatch: {exc}"
-        except Exception as exc:  # pylint: disable=broad-exception-caught
-            # One broken section must not hide the others' figures.
-            traceback.print_exc()
-            errors[name] = f"{type(exc).__name__}: {exc}"
+        if isinstance(kept.error, OutputMismatch):
+            errors[name] = f"output mismatch: {kept.error}"
+        elif kept.error is not None:
+            traceback.print_exception(type(kept.error), kept.error,
+                                      kept.error.__traceback__)
+            errors[name] = f"{type(kept.error).__name__}: {kept.error}"
     rows = targets(results)
     print_table(rows, context_rows(results))
     for name, error in errors.items():

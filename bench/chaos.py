@@ -20,7 +20,7 @@ import shutil
 import sys
 import tempfile
 
-from tests.chaos_tools import ChaosRun, ChaosSettings, LoadRun
+from bench.chaos_runs import ChaosRun, ChaosSettings, LoadRun
 
 
 def parse_args(argv):

@@ -1,29 +1,30 @@
-"""A local cluster of real processes: one Manager and some Workers.
+"""The benchmark's clusters and jobs: timing on top of mapreduce.localcluster.
 
-The processes are the console scripts of the active environment
-(`mapreduce-manager`, `mapreduce-worker`, `mapreduce-submit`), each with
-its own log file, on free loopback ports, with a private shared dir.
+A cluster is the harness's `ProcessCluster` (the console commands as
+processes, free ports, its own log files and shared directory); this
+module adds what only the benchmark needs: submitting as a user would
+(the `mapreduce-submit` command) or as a program does (`client.submit`),
+timing a job to its last part file and to its end (reported by the
+Manager's status API), and reading a process's CPU time and peak memory.
 """
 
-import json
 import os
-import socket
+import pathlib
 import subprocess
-import sys
 import time
 
-from mapreduce import protocol
-from tests.util import free_port
+from mapreduce import client
+from mapreduce.localcluster import (
+    ProcessCluster, ProcessSettings, WaitTimeout, command, job,
+)
 
-BIN = os.path.dirname(sys.executable)
 POLL = 0.001
-START_TIMEOUT = 20.0
 
 
-def command(name):
-    """Return the path of console script `name` next to this Python."""
-    path = os.path.join(BIN, name)
-    return path if os.path.exists(path) else name
+def start_cluster(directory, workers=2):
+    """Return a ProcessCluster (not started yet) working in `directory`."""
+    return ProcessCluster(ProcessSettings(pathlib.Path(directory),
+                                          workers=workers))
 
 
 def wait_until(condition, timeout, what):
@@ -31,8 +32,8 @@ def wait_until(condition, timeout, what):
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g}s waiting for "
-                               f"{what}")
+            raise WaitTimeout(f"timed out after {timeout:g}s waiting for "
+                              f"{what}")
         time.sleep(POLL)
     return time.monotonic()
 
@@ -53,164 +54,82 @@ def peak_rss_mb(pid):
     raise ValueError(f"no VmHWM for process {pid}")
 
 
-class LogWatch:
-    """Reads a growing log file and counts lines that contain a text."""
+def submit_cli(cluster, new_job):
+    """Submit `new_job` with the `mapreduce-submit` command; fail if it fails.
 
-    def __init__(self, path):
-        """Watch `path`, which may not exist yet."""
-        self.path = path
-        self.text = ""
-        self._offset = 0
-
-    def refresh(self):
-        """Read what was appended since the last call; return all text."""
-        try:
-            with open(self.path, "rb") as file:
-                file.seek(self._offset)
-                data = file.read()
-        except FileNotFoundError:
-            return self.text
-        self._offset += len(data)
-        self.text += data.decode("utf-8", "replace")
-        return self.text
-
-    def count(self, needle):
-        """Return how many times `needle` occurs in the log so far."""
-        return self.refresh().count(needle)
+    The command returns once the Manager acknowledged the job.
+    """
+    subprocess.run([
+        command("mapreduce-submit"), "--port", str(cluster.port),
+        "--input", new_job.input_directory,
+        "--output", new_job.output_directory,
+        "--mapper", new_job.mapper_executable,
+        "--reducer", new_job.reducer_executable,
+        "--nmappers", str(new_job.num_mappers),
+        "--nreducers", str(new_job.num_reducers)],
+        check=True, stdout=subprocess.DEVNULL)
 
 
-class Cluster:
-    """A Manager and `num_workers` Workers run as separate processes."""
+def submit_message(cluster, new_job):
+    """Submit `new_job` as a program does (`client.submit`)."""
+    client.submit(cluster.address, new_job)
 
-    def __init__(self, directory, num_workers=2):
-        """Start everything in `directory`; wait until Workers registered."""
-        self.directory = directory
-        self.shared = os.path.join(directory, "shared")
-        self.logs = os.path.join(directory, "log")
-        os.makedirs(self.shared, exist_ok=True)
-        os.makedirs(self.logs, exist_ok=True)
-        self.port = free_port()
-        self.manager = None
-        self.workers = []
-        self.log = LogWatch(os.path.join(self.logs, "manager.log"))
-        try:
-            self._start(num_workers)
-        except BaseException:
-            self.stop()
-            raise
 
-    def _start(self, num_workers):
-        """Start the Manager, wait for its port, then start the Workers."""
-        for name in os.listdir(self.logs):
-            os.unlink(os.path.join(self.logs, name))
-        self.manager = self._spawn([
-            command("mapreduce-manager"), "--host", "localhost", "--port",
-            str(self.port), "--logfile", self.log.path, "--shared_dir",
-            self.shared])
-        wait_until(self._manager_listening, START_TIMEOUT, "the Manager")
-        for _ in range(num_workers):
-            port = free_port()
-            self.workers.append(self._spawn([
-                command("mapreduce-worker"), "--host", "localhost", "--port",
-                str(port), "--manager-port", str(self.port), "--logfile",
-                os.path.join(self.logs, f"worker-{port}.log")]))
-        wait_until(lambda: self.log.count("Registered RemoteWorker")
-                   >= num_workers, START_TIMEOUT, "Workers to register")
+def _failed(summary):
+    """Raise RuntimeError if the job in `summary` ended without finishing."""
+    if summary["state"] in client.ENDED and summary["state"] != "finished":
+        raise RuntimeError(f"job {summary['job_id']} {summary['state']}: "
+                           f"{summary['reason']}")
 
-    @staticmethod
-    def _spawn(args):
-        """Start one process with no terminal input or output."""
-        # Stopped in `stop`, not in a with block.
-        # pylint: disable-next=consider-using-with
-        return subprocess.Popen(args, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
 
-    def _manager_listening(self):
-        """Tell whether the Manager accepts TCP connections (or died)."""
-        if self.manager.poll() is not None:
-            raise RuntimeError(f"the Manager exited with status "
-                               f"{self.manager.returncode}; see "
-                               f"{self.log.path}")
-        try:
-            with socket.create_connection(("localhost", self.port), 0.2):
-                return True
-        except OSError:
-            return False
+class PartsWatch:
+    """Tells when every part file of a job is there; fails if it cannot be.
 
-    @property
-    def pids(self):
-        """Return the process ids: the Manager's, then the Workers'."""
-        return [self.manager.pid] + [worker.pid for worker in self.workers]
+    Looks at the files at every call, and asks the Manager about the job
+    at most every CHECK_EVERY seconds (a failed job makes no part files).
+    """
 
-    def submit_cli(self, input_dir, output_dir, mapper, reducer, nmappers,
-                   nreducers):
-        """Submit a job with `mapreduce-submit`; fail if it fails."""
-        subprocess.run([
-            command("mapreduce-submit"), "--port", str(self.port), "--input",
-            input_dir, "--output", output_dir, "--mapper", mapper,
-            "--reducer", reducer, "--nmappers", str(nmappers),
-            "--nreducers", str(nreducers)],
-            check=True, stdout=subprocess.DEVNULL)
+    CHECK_EVERY = 0.25
 
-    def submit_message(self, input_dir, output_dir, mapper, reducer,
-                       nmappers, nreducers):
-        """Send the `new_manager_job` message that mapreduce-submit sends."""
-        msg = protocol.NewManagerJob(
-            input_directory=os.path.abspath(input_dir),
-            output_directory=os.path.abspath(output_dir),
-            mapper_executable=os.path.abspath(mapper),
-            reducer_executable=os.path.abspath(reducer),
-            num_mappers=nmappers, num_reducers=nreducers)
-        with socket.create_connection(("localhost", self.port)) as sock:
-            sock.sendall(json.dumps(protocol.to_wire(msg)).encode())
+    def __init__(self, cluster, job_id, output_dir):
+        """Watch job `job_id` of `cluster`, which writes into `output_dir`."""
+        self.cluster = cluster
+        self.job_id = job_id
+        summary = client.job_state(cluster.address, job_id)[1]
+        self.names = [os.path.join(output_dir, f"part-{r:05d}")
+                      for r in range(summary["num_reducers"])]
+        self.next_check = time.monotonic() + self.CHECK_EVERY
 
-    def wait_job(self, job_id, output_dir, nreducers, timeout):
-        """Wait for job `job_id`; return (parts_time, finished_time).
+    def __call__(self):
+        """Tell whether every part file is there."""
+        if all(map(os.path.exists, self.names)):
+            return True
+        if time.monotonic() > self.next_check:
+            if self.cluster.manager.poll() is not None:
+                raise RuntimeError("the Manager died; see "
+                                   f"{self.cluster.manager_log}")
+            _failed(client.job_state(self.cluster.address, self.job_id)[1])
+            self.next_check = time.monotonic() + self.CHECK_EVERY
+        return False
 
-        `parts_time` is when the last of the `nreducers` part files
-        appeared in `output_dir`; `finished_time` is when the Manager's
-        log said `Finished Job(job_id=...`. Both are time.monotonic().
-        """
-        names = [os.path.join(output_dir, f"part-{r:05d}")
-                 for r in range(nreducers)]
-        needle = f"Finished Job(job_id={job_id},"
-        found = {}
 
-        def done():
-            if "parts" not in found and all(map(os.path.exists, names)):
-                found["parts"] = time.monotonic()
-            if "finished" not in found and needle in self.log.refresh():
-                found["finished"] = time.monotonic()
-            if self.manager.poll() is not None:
-                raise RuntimeError("the Manager died; see " + self.log.path)
-            if "[ERROR]" in self.log.text:
-                raise RuntimeError("the Manager logged an error; see "
-                                   + self.log.path)
-            return len(found) == 2
-        wait_until(done, timeout, f"job {job_id}")
-        return found["parts"], found["finished"]
+def wait_job(cluster, job_id, output_dir, timeout):
+    """Wait for job `job_id`; return (parts_time, finished_time).
 
-    def stop(self):
-        """Shut the cluster down; kill what does not exit in time."""
-        if self.manager is not None and self.manager.poll() is None:
-            subprocess.run([command("mapreduce-submit"), "--port",
-                            str(self.port), "--shutdown"], check=False,
-                           stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-        for process in [self.manager] + self.workers:
-            if process is None:
-                continue
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    `parts_time` is when the last part file appeared in `output_dir`;
+    `finished_time` is when the Manager's status API said that the job
+    finished. Both are time.monotonic(). A job that does not finish, and
+    a Manager that dies, are RuntimeErrors.
+    """
+    parts = wait_until(PartsWatch(cluster, job_id, output_dir), timeout,
+                       f"job {job_id}'s part files")
+    summary = client.wait_for_job(cluster.address, job_id, timeout)
+    finished = time.monotonic()
+    _failed(summary)
+    return parts, finished
 
-    def __enter__(self):
-        """Use the cluster in a with block."""
-        return self
 
-    def __exit__(self, *exc_info):
-        """Stop the cluster at the end of the with block."""
-        self.stop()
+def bench_job(paths, executables, nmappers, nreducers):
+    """Return the NewManagerJob of (input_dir, output_dir) `paths`."""
+    return job(*paths, executables, num_mappers=nmappers,
+               num_reducers=nreducers)

@@ -12,7 +12,10 @@ import statistics
 import subprocess
 import time
 
-from bench.cluster import Cluster, cpu_seconds, peak_rss_mb
+from bench.cluster import (
+    bench_job, cpu_seconds, peak_rss_mb, start_cluster, submit_cli,
+    submit_message, wait_job,
+)
 from bench.heap import task_peaks
 from bench.corpus import make_corpus, make_one_line_inputs, make_tiny_inputs
 
@@ -54,7 +57,7 @@ class Context:
 
     def cluster(self, name):
         """Start a Manager and two Workers in a fresh directory."""
-        return Cluster(self.fresh_dir("cluster-" + name), num_workers=2)
+        return start_cluster(self.fresh_dir("cluster-" + name), workers=2)
 
 
 def read_lines(paths):
@@ -117,13 +120,14 @@ class JobRunner:
     def run(self, input_dir, output_dir, mapper, reducer, nmappers,
             nreducers, cli=True):
         """Run one job; return (seconds to parts, seconds to Finished)."""
-        submit = (self.cluster.submit_cli if cli
-                  else self.cluster.submit_message)
+        submit = submit_cli if cli else submit_message
+        new_job = bench_job((input_dir, output_dir), (mapper, reducer),
+                            nmappers, nreducers)
         shutil.rmtree(output_dir, ignore_errors=True)
         start = time.monotonic()
-        submit(input_dir, output_dir, mapper, reducer, nmappers, nreducers)
-        parts, finished = self.cluster.wait_job(self.next_id, output_dir,
-                                                nreducers, JOB_TIMEOUT)
+        submit(self.cluster, new_job)
+        parts, finished = wait_job(self.cluster, self.next_id, output_dir,
+                                   JOB_TIMEOUT)
         self.next_id += 1
         return parts - start, finished - start
 

@@ -6,6 +6,14 @@ MANAGER_PORT = 6000
 # Where `mapreduce-manager` serves its dashboard (the Python API serves
 # none unless asked).
 WEB_PORT = 6080
+# Where a Worker listens.
+WORKER_HOST = "localhost"
+WORKER_PORT = 6001
+
+# Seconds between a Worker's heartbeats ...
+HEARTBEAT_INTERVAL = 2.0
+# ... and before it tries a failed send (or register) again.
+RETRY_INTERVAL = 1.0
 
 # A Worker silent this long (5 missed 2 s heartbeats) is marked dead.
 HEARTBEAT_TIMEOUT = 10.0
@@ -27,13 +35,6 @@ DETAILED_JOBS = 10
 EVENTS_PER_JOB = 200
 ATTEMPTS_PER_JOB = 10000
 
-# Where a Worker listens by default.
-WORKER_HOST = "localhost"
-WORKER_PORT = 6001
-# Seconds between a Worker's heartbeats.
-HEARTBEAT_INTERVAL = 2.0
-# Seconds a Worker waits before it tries a failed send (or register) again.
-RETRY_INTERVAL = 1.0
 # Seconds a Worker waits for `register_ack` after a delivered `register`
 # before it registers again.
 ACK_TIMEOUT = 10.0

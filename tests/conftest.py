@@ -1,11 +1,19 @@
-"""Shared fixtures: a Reactor, and a Reactor running in a background thread."""
+"""The fixtures of more than one test module, defined once.
+
+A Reactor, a Reactor running in a background thread, a private temp dir
+for task files, the pid file of t_hang.sh, and the dashboard's sample
+data.
+"""
 
 import queue
 import threading
 
 import pytest
 
+from mapreduce.localcluster import KeepError
 from mapreduce.reactor import Reactor
+from tests.dashboard_sample import SampleSource
+from tests.util import hang_pidfile, redirect_temp
 
 WAIT = 5.0  # Seconds to wait for something that should happen at once.
 
@@ -25,12 +33,14 @@ class LoopThread:
         answers = queue.Queue()
 
         def work():
-            """Run the function and hand its outcome to the caller."""
-            try:
+            """Run the function and hand its outcome to the caller.
+
+            Any failure is kept and re-raised in the test's own thread.
+            """
+            with KeepError() as kept:
                 answers.put((True, function(*args)))
-            except Exception as exc:  # pylint: disable=broad-exception-caught
-                # Any failure is re-raised in the test's own thread.
-                answers.put((False, exc))
+            if kept.error is not None:
+                answers.put((False, kept.error))
 
         self.reactor.call_soon_threadsafe(work)
         succeeded, value = answers.get(timeout=WAIT)
@@ -65,3 +75,21 @@ def fixture_loop():
     loop = LoopThread(Reactor())
     yield loop
     loop.stop()
+
+
+@pytest.fixture(name="local_tmp")
+def fixture_local_tmp(tmp_path, monkeypatch):
+    """Send every temporary file of the test into an empty directory."""
+    return redirect_temp(tmp_path / "tmp", monkeypatch)
+
+
+@pytest.fixture(name="pidfile")
+def fixture_pidfile(tmp_path, monkeypatch):
+    """Give the file where t_hang.sh writes its pids; kill them afterwards."""
+    yield from hang_pidfile(tmp_path / "pids", monkeypatch)
+
+
+@pytest.fixture(name="source")
+def fixture_source():
+    """Give the sample Manager data the dashboard is shown."""
+    return SampleSource()

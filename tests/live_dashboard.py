@@ -15,8 +15,9 @@ import urllib.error
 import urllib.request
 
 from mapreduce import client, protocol
+from mapreduce.localcluster import WAIT, wait_for
 from mapreduce.manager import ManagerOptions, ManagerServer
-from tests.util import EXEC, TESTDATA, WAIT, start_worker, wait_for
+from tests.util import EXEC, TESTDATA, start_worker
 
 FINISHED_JOB, RUNNING_JOB, QUEUED_JOB = 0, 1, 2
 

@@ -23,15 +23,14 @@ import json
 import os
 import pathlib
 import shutil
-import subprocess
 import sys
 import time
 
+from mapreduce.localcluster import output_lines, pipeline_output, spawn
 from tests.netbed import Bed, BedError, sweep, unavailable
 from tests.netbed_cluster import (
-    Cluster, ClusterOptions, JobSpec, remote_worker,
+    BedCluster, BedClusterOptions, JobSpec, remote_worker,
 )
-from tests.util import output_lines, pipeline_output
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -59,7 +58,7 @@ class Session:
 
     def cluster(self, bed=None):
         """Return the cluster of the recorded bed (processes detached)."""
-        return Cluster(bed or self.bed(), self.directory, ClusterOptions(
+        return BedCluster(bed or self.bed(), self.directory, BedClusterOptions(
             manager_loglevel=(self.state or {}).get("loglevel", "info"),
             detach=True))
 
@@ -114,11 +113,7 @@ def command_up(session, args):
     for old in session.directory.glob("output-*"):
         shutil.rmtree(old, ignore_errors=True)
     # Owns the bed until `down`; runs on after this command returns.
-    # pylint: disable-next=consider-using-with
-    keeper = subprocess.Popen(["sleep", "infinity"], start_new_session=True,
-                              stdin=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    keeper = spawn(["sleep", "infinity"], start_new_session=True)
     bed = Bed(args.workers, owner=keeper.pid)
     session.save({"keeper": keeper.pid, "tag": bed.tag,
                   "workers": args.workers,
@@ -148,12 +143,6 @@ def slow_mapper(session, seconds):
 def command_job(session, args):
     """Submit word count from the client host; wait for it; check it."""
     cluster = session.cluster()
-    log = cluster.log("manager")
-    # Job ids count from 0 in each run of the Manager.
-    lines = log.texts()
-    runs = [n for n, line in enumerate(lines) if "] Listening on " in line]
-    job_id = sum("] Received Job(" in line
-                 for line in lines[runs[-1] if runs else 0:])
     mapper = (slow_mapper(session, args.slow) if args.slow
               else EXAMPLES / "wc_map.py")
     # An output directory of its own: another `job` may run meanwhile.
@@ -161,13 +150,13 @@ def command_job(session, args):
     job = JobSpec(EXAMPLES / "input", output, mapper,
                   EXAMPLES / "wc_reduce.py", args.mappers, args.reducers)
     started = time.monotonic()
-    print(cluster.submit_job(job).stdout, end="")
-    ended = log.wait(rf"Finished Job\(job_id={job_id},|Job {job_id} failed"
-                     rf"|Rejected Job\(job_id={job_id},", since=started,
-                     timeout=3600)
-    outcome = ended[0][1].split("] ", 1)[-1].split("(", 1)[0]
-    print(f"job {job_id} ended after {time.monotonic() - started:.1f}s: "
-          f"{outcome}")
+    # `mapreduce-submit --wait` follows the job (the status API) and
+    # prints its job id, its progress and its outcome.
+    process = cluster.follow_job(job)
+    out, err = process.communicate(timeout=3600)
+    print(out + err, end="")
+    print(f"the job ended after {time.monotonic() - started:.1f}s: "
+          f"{'finished' if process.returncode == 0 else 'did not finish'}")
     right = output_lines(job.output) == pipeline_output(
         job.input, EXAMPLES / "wc_map.py", job.reducer)
     print(f"output {relative(job.output)}: "

@@ -17,8 +17,7 @@ import re
 import subprocess
 import time
 
-import bench.cluster
-from tests.chaos_tools import stop_process
+from mapreduce.localcluster import command, spawn, stop_process
 
 MANAGER_PORT = 6000
 WORKER_PORT = 6001
@@ -37,18 +36,22 @@ class LogWatch:
         """Follow `path` (it may not exist yet)."""
         self.path = pathlib.Path(path)
         self.lines = []  # (time.monotonic() when first seen, text)
-        self._file = bench.cluster.LogWatch(path)
-        self._used = 0  # Characters of the file's text already in lines.
+        self._used = 0  # Bytes of the file already in lines.
 
     def poll(self):
         """Take in the whole lines added to the file since the last poll."""
-        text = self._file.refresh()
-        end = text.rfind("\n") + 1
-        if end > self._used:
+        try:
+            with open(self.path, "rb") as file:
+                file.seek(self._used)
+                data = file.read()
+        except FileNotFoundError:
+            return
+        end = data.rfind(b"\n") + 1
+        if end:
             now = time.monotonic()
-            self.lines.extend((now, line) for line in
-                              text[self._used:end].splitlines())
-            self._used = end
+            self.lines.extend((now, line) for line in data[:end].decode(
+                "utf-8", "replace").splitlines())
+            self._used += end
 
     def grep(self, pattern, since=0.0):
         """Return the (time, line) pairs seen at `since` or later matching."""
@@ -77,7 +80,7 @@ class LogWatch:
 
 
 @dataclasses.dataclass
-class ClusterOptions:
+class BedClusterOptions:
     """How a cluster's processes run.
 
     `env` adds variables to every process's environment (mappers and
@@ -92,18 +95,19 @@ class ClusterOptions:
     detach: bool = False
 
 
-class Cluster:
+class BedCluster:
     """The real commands running in a bed; logs and files under `workdir`."""
 
     def __init__(self, bed, workdir, options=None):
         """Prepare the directories; start nothing yet."""
         self.bed = bed
         self.workdir = pathlib.Path(workdir)
-        self.options = options or ClusterOptions()
+        self.options = options or BedClusterOptions()
         for name in ("logs", "shared", "tmp"):
             (self.workdir / name).mkdir(parents=True, exist_ok=True)
         self.processes = {}
         self._watches = {}
+        self.following = None  # The Popen of the last follow_job.
 
     def logfile(self, host):
         """Return the log file of the process on `host`."""
@@ -121,11 +125,9 @@ class Cluster:
                **self.options.env}
         with open(self.workdir / "logs" / f"{host}.out", "ab") as out:
             # Kept in self.processes; stop() reaps it.
-            # pylint: disable-next=consider-using-with
-            process = subprocess.Popen(
-                self.bed.command(host, argv), env=env,
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                start_new_session=self.options.detach)
+            process = spawn(self.bed.command(host, argv), env=env,
+                            stdout=out, stderr=out,
+                            start_new_session=self.options.detach)
         self.processes[host] = process
         return process
 
@@ -139,7 +141,7 @@ class Cluster:
         address = self.bed.host("manager").address
         since = time.monotonic()
         process = self._spawn("manager", [
-            bench.cluster.command("mapreduce-manager"), "--host", address,
+            command("mapreduce-manager"), "--host", address,
             "--port", MANAGER_PORT, "--logfile", self.logfile("manager"),
             "--loglevel", self.options.manager_loglevel,
             "--shared_dir", self.workdir / "shared"])
@@ -151,7 +153,7 @@ class Cluster:
         address = self.bed.host(host).address
         since = time.monotonic()
         process = self._spawn(host, [
-            bench.cluster.command("mapreduce-worker"), "--host", address,
+            command("mapreduce-worker"), "--host", address,
             "--port", WORKER_PORT,
             "--manager-host", self.bed.host("manager").address,
             "--manager-port", MANAGER_PORT, "--logfile", self.logfile(host),
@@ -186,11 +188,36 @@ class Cluster:
     def submit(self, *args, host="client"):
         """Run `mapreduce-submit ARGS` on `host`, to the Manager."""
         argv = self.bed.command(host, [
-            bench.cluster.command("mapreduce-submit"),
+            command("mapreduce-submit"),
             "--host", self.bed.host("manager").address,
             "--port", MANAGER_PORT, *args])
         return subprocess.run(argv, capture_output=True, text=True,
                               check=False, timeout=WAIT)
+
+    def follow_job(self, job):
+        """Submit `job` with `mapreduce-submit --wait` on the client host.
+
+        Returns the command's Popen (text pipes): it exits once the
+        Manager reports the job's end, 0 only if it finished. The
+        caller waits for it (`job_outcome`).
+        """
+        return spawn(self.bed.command("client", [
+            command("mapreduce-submit"),
+            "--host", self.bed.host("manager").address,
+            "--port", MANAGER_PORT, *job.arguments(), "--wait"]),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    @staticmethod
+    def job_outcome(process, timeout=WAIT):
+        """Wait for a `follow_job` command; fail unless the job finished."""
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise
+        assert process.returncode == 0, f"the job did not finish:\n{out}{err}"
+        return out
 
     def submit_job(self, job):
         """Submit `job` (a JobSpec) from the client; fail if refused."""

@@ -17,7 +17,7 @@ import os
 
 import pytest
 
-from tests.chaos_tools import ChaosRun, ChaosSettings, check_assignments
+from bench.chaos_runs import ChaosRun, ChaosSettings, check_assignments
 
 LONG = os.environ.get("MAPREDUCE_LONG") == "1"
 

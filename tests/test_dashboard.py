@@ -14,19 +14,12 @@ import pytest
 
 from mapreduce.manager import dashboard
 from mapreduce.manager.dashboard import route
-from tests.dashboard_sample import (FAILED_JOB, RUNNING_JOB, UNKNOWN_JOB,
-                                    SampleSource)
+from tests.dashboard_sample import FAILED_JOB, RUNNING_JOB, UNKNOWN_JOB
 
 WEB = (pathlib.Path(__file__).resolve().parent.parent / "mapreduce" /
        "manager" / "web")
 PAGE_FILES = ("index.html", "dashboard.js", "dashboard.css")
 JSON_TYPE = "application/json"
-
-
-@pytest.fixture(name="source")
-def fixture_source():
-    """Give a sample source of status data."""
-    return SampleSource()
 
 
 def get(path, source, method="GET"):

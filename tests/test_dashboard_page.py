@@ -23,7 +23,7 @@ from tests.browser import (StandInServer, chromium_or_skip, parse_html,
 from tests.dashboard_sample import (FAILED_ATTEMPTS, FAILED_JOB,
                                     HOSTILE_HOST, HOSTILE_STRINGS,
                                     RUNNING_ATTEMPTS, RUNNING_JOB,
-                                    UNKNOWN_JOB, EmptySource, SampleSource)
+                                    UNKNOWN_JOB, EmptySource)
 
 skip_without_chromium(whole_module=True)
 
@@ -40,12 +40,6 @@ WORKER_STATES = ["busy", "busy", "dead", "ready", "joining"]
 def fixture_browser(tmp_path):
     """Give a headless chromium, or skip where there is none."""
     return chromium_or_skip(tmp_path)
-
-
-@pytest.fixture(name="source")
-def fixture_source():
-    """Give the sample Manager data."""
-    return SampleSource()
 
 
 def load(browser, source, fragment="", **options):

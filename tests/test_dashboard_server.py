@@ -10,9 +10,10 @@ import socket
 import pytest
 
 from mapreduce import client
+from mapreduce.localcluster import WAIT, port_open, wait_for
 from tests.live_dashboard import (FINISHED_JOB, QUEUED_JOB, RUNNING_JOB,
                                   live_cluster)
-from tests.util import WAIT, port_open, start_manager, wait_for
+from tests.util import start_manager
 
 JSON_TYPE = "application/json"
 SUMMARY_KEYS = [

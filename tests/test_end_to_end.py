@@ -2,9 +2,10 @@
 
 import pytest
 
+from mapreduce.localcluster import output_lines, pipeline_output
 from tests.util import (
-    EXEC, TESTDATA, job_message, output_lines, pipeline_output, send_json,
-    start_manager, start_worker, wait_for_output,
+    EXEC, TESTDATA, job_message, send_json, start_manager, start_worker,
+    wait_for_output,
 )
 
 

@@ -9,25 +9,32 @@ job: an ERROR line names the task, the executable and the reason, the job
 directory and the output directory are removed, and the next job runs.
 """
 
+import hashlib
 import pathlib
 import re
 
 import pytest
 
-from tests.chaos_tools import (
-    LogCollector, kill_tagged, peak_memory_kib, spawn_registered_worker,
-    start_logged_manager, start_logged_worker, stop_process,
+from mapreduce import client
+from mapreduce.localcluster import (
+    WAIT, LogCollector, TaggedWorkers, kill_tagged, output_lines,
+    peak_memory_kib, pipeline_output, port_open, stop_process, wait_for,
 )
+from tests.logged import start_logged_manager, start_logged_worker
 from tests.util import (
-    EXEC, TESTDATA, FakePeer, job_message, output_lines, pipeline_output,
-    port_open, send_json, start_worker, wait_for,
+    EXEC, TESTDATA, FakePeer, job_message, send_json, start_worker,
 )
 
 INPUT = TESTDATA / "input"
 MAX_ATTEMPTS = 3
 
 
-class Cluster:
+def job_end(port, job_id):
+    """Wait until job `job_id` ends; return how (the status API's state)."""
+    return client.wait_for_job(("localhost", port), job_id, WAIT)["state"]
+
+
+class LoggedCluster:
     """A Manager and three Workers in threads, with their logs collected."""
 
     def __init__(self, tmp_path, markers, workers=3):
@@ -61,9 +68,15 @@ class Cluster:
         return output
 
     def wait_job(self, job_id):
-        """Wait until job `job_id` finished or failed; return that line."""
-        return self.log.wait_for(rf"Finished Job\(job_id={job_id},|"
-                                 rf"Job {job_id} failed")[0]
+        """Wait until job `job_id` ends; return the log line of its end.
+
+        The status API tells when and how the job ended; the line that
+        says so in the log is what the tests then check.
+        """
+        ended = {"finished": rf"Finished Job\(job_id={job_id},",
+                 "failed": rf"Job {job_id} failed"}[
+                     job_end(self.manager.port, job_id)]
+        return self.log.wait_for(ended)[0]
 
     def job_dirs(self):
         """Return the job directories left in the shared directory."""
@@ -100,11 +113,11 @@ class Cluster:
 
 @pytest.fixture(name="cluster")
 def fixture_cluster(tmp_path, monkeypatch):
-    """Give a running Cluster; its executables see $C_MARKER_DIR."""
+    """Give a running LoggedCluster; its executables see $C_MARKER_DIR."""
     markers = tmp_path / "markers"
     markers.mkdir()
     monkeypatch.setenv("C_MARKER_DIR", str(markers))
-    cluster = Cluster(tmp_path, markers)
+    cluster = LoggedCluster(tmp_path, markers)
     try:
         yield cluster
     finally:
@@ -226,8 +239,6 @@ def test_flaky_mapper_is_retried(cluster):
 
 def _partition(word, partitions=2):
     """Return the partition of `word`, as the Worker computes it."""
-    # Imported here to keep the md5 rule next to its one use.
-    import hashlib  # pylint: disable=import-outside-toplevel
     return int(hashlib.md5(word.encode()).hexdigest(), 16) % partitions
 
 
@@ -329,10 +340,9 @@ def test_stderr_is_bounded(tmp_path):
     tag = f"failures-{port}"
     process = None
     try:
-        worker_port, process = spawn_registered_worker(
-            log, port, logfile=tmp_path / "worker-{port}.log", tag=tag,
-            tmpdir=tmp_path, heartbeat_interval=0.5,
-            env={"C_NOISE_BYTES": str(noise)})
+        worker_port, process = TaggedWorkers(
+            tmp_path, tag, tmp_path, {"heartbeat_interval": 0.5},
+            env={"C_NOISE_BYTES": str(noise)}).spawn_registered(port)
         worker_log = tmp_path / f"worker-{worker_port}.log"
         before = peak_memory_kib(process.pid)
         output = tmp_path / "output"
@@ -341,7 +351,8 @@ def test_stderr_is_bounded(tmp_path):
         send_json(port, job_message(INPUT, tmp_path / "failed",
                                     EXEC / "c_noisy_fail.sh",
                                     num_mappers=1, num_reducers=1))
-        log.wait_for(r"Finished Job\(job_id=0,")
+        assert job_end(port, 0) == "finished"
+        assert job_end(port, 1) == "failed"
         line = log.wait_for(r"Job 1 failed")[0]
         after = peak_memory_kib(process.pid)
         assert process.poll() is None

@@ -29,14 +29,14 @@ import time
 
 import pytest
 
-from tests.chaos_tools import (
-    kill_tagged, make_inputs, spawn_registered_worker, start_logged_manager,
-    stop_process,
+from bench.chaos_runs import make_inputs
+from mapreduce import client
+from mapreduce.localcluster import (
+    TaggedWorkers, free_port, job, kill_tagged, output_lines, pipeline_output,
+    port_open, stop_process, wait_for,
 )
-from tests.util import (
-    EXEC, free_port, job_message, output_lines, pipeline_output, port_open,
-    send_json,
-)
+from tests.logged import start_logged_manager
+from tests.util import EXEC, job_message
 
 HOST = "127.0.0.1"
 SEED = 20240
@@ -257,10 +257,10 @@ def fixture_cluster(tmp_path):
     tag = f"fuzz-{manager.port}"
     workers = {}
     try:
+        spawner = TaggedWorkers(tmp_path, tag, tmp_path,
+                                {"heartbeat_interval": 0.3})
         for _ in range(2):
-            port, process = spawn_registered_worker(
-                log, manager.port, logfile=tmp_path / "worker-{port}.log",
-                tag=tag, tmpdir=tmp_path, heartbeat_interval=0.3)
+            port, process = spawner.spawn_registered(manager.port)
             workers[port] = process
         yield manager, workers, log
     finally:
@@ -274,6 +274,21 @@ def fixture_cluster(tmp_path):
             # Kept for whoever reads a failure.
             (tmp_path / "manager.log").write_text(
                 "\n".join(log.lines()) + "\n", errors="backslashreplace")
+
+
+def submit(port, new_job):
+    """Submit `new_job` to the Manager on `port`; return its job id."""
+    return client.submit(("localhost", port), new_job)
+
+
+def job_state(port, job_id):
+    """Return the state of job `job_id` now, as the status API tells."""
+    return client.job_state(("localhost", port), job_id)[1]["state"]
+
+
+def job_end(port, job_id):
+    """Wait until job `job_id` ends; return how (the status API's state)."""
+    return client.wait_for_job(("localhost", port), job_id, 120)["state"]
 
 
 class Campaign:
@@ -362,19 +377,19 @@ def test_fuzz_during_a_job(cluster, tmp_path):
     expected = pipeline_output(inputs, EXEC / "wc_map.sh",
                                EXEC / "wc_reduce.sh")
     output = tmp_path / "output"
-    send_json(manager.port, job_message(inputs, output, EXEC / "c_slow_map.sh",
-                                        EXEC / "c_slow_reduce.sh",
-                                        num_mappers=4, num_reducers=3))
-    log.wait_for(r"Started Job\(job_id=0,")
+    first = submit(manager.port, job(
+        inputs, output, (EXEC / "c_slow_map.sh", EXEC / "c_slow_reduce.sh"),
+        num_mappers=4, num_reducers=3))
+    wait_for(lambda: job_state(manager.port, first) != "queued",
+             what="the job to start")
     campaign = Campaign(tmp_path, manager.port, workers)
-    seconds = campaign.run()
-    print(campaign.report(seconds))
-    assert not log.grep(r"Finished Job\(job_id=0,"), \
+    print(campaign.report(campaign.run()))
+    assert job_state(manager.port, first) == "running", \
         "the job ended before the fuzzing did; make it longer"
     assert campaign.counts.total() > 3000
 
     # The job's output is right.
-    log.wait_for(r"Finished Job\(job_id=0,", timeout=120)
+    assert job_end(manager.port, first) == "finished"
     assert output_lines(output) == expected
     assert sorted(p.name for p in output.iterdir()) == [
         "part-00000", "part-00001", "part-00002"]
@@ -391,10 +406,9 @@ def test_fuzz_during_a_job(cluster, tmp_path):
 
     # A second job afterwards completes (after the fuzzed jobs queued).
     second = tmp_path / "second"
-    send_json(manager.port, job_message(inputs, second, num_mappers=3,
-                                        num_reducers=2))
-    log.wait_for(rf"Finished Job\(job_id=\d+, [^)]*output_directory="
-                 rf"'{second}'", timeout=120)
+    assert job_end(manager.port, submit(manager.port, job(
+        inputs, second, (EXEC / "wc_map.sh", EXEC / "wc_reduce.sh"),
+        num_mappers=3, num_reducers=2))) == "finished"
     assert output_lines(second) == expected
     assert not (tmp_path / "fuzz-rejected").exists()
     for precious in (inputs, EXEC):

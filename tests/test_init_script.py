@@ -17,9 +17,12 @@ import urllib.request
 
 import pytest
 
+from mapreduce import client
+from mapreduce.localcluster import (
+    START_ATTEMPTS, WAIT, free_port, output_lines, pipeline_output, wait_for,
+)
 from tests.util import (
-    EXEC, START_ATTEMPTS, TESTDATA, free_port, output_lines, pipeline_output,
-    run_command, wait_for, wait_for_output,
+    EXEC, TESTDATA, process_running, run_command, wait_for_output,
 )
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -31,15 +34,6 @@ STARTED = re.compile(r"starting mapreduce \.\.\.\n"
                      r"Dashboard on http://localhost:([0-9]+)/\n")
 
 
-def process_running(pid):
-    """Tell whether process `pid` exists and is not a zombie."""
-    try:
-        stat = pathlib.Path(f"/proc/{pid}/stat").read_bytes().decode()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
-
-
 def command_line(pid):
     """Return the command line of process `pid`, or "" if it is gone."""
     try:
@@ -49,7 +43,7 @@ def command_line(pid):
     return raw.replace(b"\0", b" ").decode("utf-8", "replace")
 
 
-class Cluster:
+class InitScriptCluster:
     """The settings of one private cluster and ways to drive it."""
 
     def __init__(self, tmp_path):
@@ -151,7 +145,7 @@ class Cluster:
 @pytest.fixture(name="cluster")
 def fixture_cluster(tmp_path):
     """Give a private cluster's settings; stop whatever it left running."""
-    cluster = Cluster(tmp_path)
+    cluster = InitScriptCluster(tmp_path)
     try:
         yield cluster
     finally:
@@ -375,8 +369,9 @@ def test_job_through_the_init_script(cluster, tmp_path):
         "--reducer", "tests/testdata/exec/wc_reduce.py",
         "--nmappers", 3, "--nreducers", 3, cwd=ROOT)
     assert result.returncode == 0, result.stderr
-    wait_for(lambda: "Finished Job(job_id=0," in cluster.log("manager"),
-             what="the job to finish")
+    summary = client.wait_for_job(("localhost", cluster.manager_port), 0,
+                                  WAIT)
+    assert summary["state"] == "finished", summary
     wait_for_output(output, 3)
     assert output_lines(output) == pipeline_output(
         TESTDATA / "input", EXEC / "wc_map.sh", EXEC / "wc_reduce.py")

@@ -13,11 +13,11 @@ import threading
 
 import pytest
 
+from mapreduce.localcluster import start_in_thread
 from mapreduce.manager import Manager
 from mapreduce.reactor import Reactor
 from tests.util import (
     EXEC, FakePeer, job_message, register, send_json, send_udp,
-    start_in_thread,
 )
 
 MANAGER_MODULE = importlib.import_module("mapreduce.manager.manager")

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from tests.chaos_tools import LoadRun
+from bench.chaos_runs import LoadRun
 
 LONG = os.environ.get("MAPREDUCE_LONG") == "1"
 

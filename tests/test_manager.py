@@ -14,10 +14,11 @@ import time
 
 import pytest
 
+from mapreduce import client
+from mapreduce.localcluster import WAIT, port_open, wait_for
 from mapreduce.logs import LOG_FORMAT
 from tests.util import (
-    EXEC, FakePeer, job_message, port_open, register, send_json, send_udp,
-    start_manager, wait_for,
+    EXEC, FakePeer, job_message, register, send_json, send_udp, start_manager,
 )
 
 MAPPER = str(EXEC / "wc_map.sh")
@@ -140,6 +141,11 @@ class Env:
         return [r for r in list(self.caplog.records)
                 if r.name == name and r.levelno == level
                 and all(part in r.getMessage() for part in parts)]
+
+    def job_end(self, job_id):
+        """Wait until job `job_id` ends; return how (the status API's)."""
+        return client.wait_for_job(("localhost", self.port), job_id,
+                                   WAIT)["state"]
 
     def wait_log(self, level, *parts, timeout=30.0):
         """Wait for a Manager log record at `level` containing `parts`."""
@@ -289,6 +295,7 @@ def test_full_job_exact_message_sequence(env):
     assert sorted(p.name for p in output.iterdir()) == ["part-00000",
                                                         "part-00001"]
     assert env.shared.is_dir() and not any(env.shared.iterdir())
+    assert env.job_end(0) == "finished"
     env.wait_log(logging.INFO, "Finished Job(job_id=0")
     # State changes at INFO, objects shown through their repr, every
     # message at DEBUG.
@@ -687,6 +694,7 @@ def test_third_failure_fails_the_job_and_the_next_job_runs(env):
     # Both have failed it; the first ready Worker tries the last time.
     next_task(first, "reduce", 1)
     env.failed(first, 1, "reducer said boom")
+    assert env.job_end(0) == "failed"
     record = env.wait_log(logging.ERROR, "Job 0 failed")
     text = record.getMessage()
     assert "ReduceTask(job_id=0, task_id=1" in text

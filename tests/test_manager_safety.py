@@ -24,12 +24,11 @@ import stat
 import pytest
 
 from mapreduce import protocol
+from mapreduce.localcluster import wait_for
 from mapreduce.logs import LOG_FORMAT
 from mapreduce.manager.job import Job
 from mapreduce.manager.safety import job_problem
-from tests.util import (
-    EXEC, FakePeer, register, send_json, start_manager, wait_for,
-)
+from tests.util import EXEC, FakePeer, register, send_json, start_manager
 
 MARKER_TEXT = "precious: must survive\n"
 

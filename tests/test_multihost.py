@@ -17,14 +17,13 @@ import time
 
 import pytest
 
-from tests.chaos_tools import check_assignments
+from bench.chaos_runs import check_assignments
+from mapreduce.localcluster import output_lines, pipeline_output, wait_for
 from tests.netbed import Bed, BedError, bed_namespaces, sweep, unavailable
 from tests.netbed_cluster import (
-    Cluster, ClusterOptions, JobSpec, remote_worker,
+    BedCluster, BedClusterOptions, JobSpec, remote_worker,
 )
-from tests.util import (
-    EXEC, TESTDATA, output_lines, pipeline_output, wait_for,
-)
+from tests.util import EXEC, TESTDATA
 
 REASON = unavailable()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
@@ -60,8 +59,8 @@ def fixture_cluster(bed, tmp_path):
     """Give a running cluster in the bed; shut it down after."""
     marker_dir = tmp_path / "markers"
     marker_dir.mkdir()
-    cluster = Cluster(bed, tmp_path,
-                      ClusterOptions(env={"C_MARKER_DIR": str(marker_dir)}))
+    cluster = BedCluster(bed, tmp_path, BedClusterOptions(
+        env={"C_MARKER_DIR": str(marker_dir)}))
     try:
         cluster.start()
         yield cluster
@@ -106,15 +105,18 @@ def heartbeat_of(cluster, host):
 
 
 def run_job(cluster, job):
-    """Submit `job`; return the moment it was submitted."""
+    """Submit `job` and follow it; return the moment it was submitted.
+
+    `mapreduce-submit --wait` follows it to its end (the status API).
+    """
     started = time.monotonic()
-    cluster.submit_job(job)
+    cluster.following = cluster.follow_job(job)
     return started
 
 
 def finish(cluster, job, started):
     """Wait for the job's end; check its output; return the job's time."""
-    cluster.log("manager").wait(r"Finished Job\(job_id=0,", timeout=90)
+    cluster.job_outcome(cluster.following, timeout=90)
     seconds = time.monotonic() - started
     parts = sorted(path.name for path in job.output.iterdir())
     assert parts == [f"part-{r:05d}" for r in range(job.reducers)]

@@ -15,11 +15,11 @@ import time
 
 import pytest
 
+from mapreduce.localcluster import wait_for
 from mapreduce.reactor import (
     DatagramServer, Limits, MessageServer, Reactor, request, send_datagram,
     send_message,
 )
-from tests.util import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

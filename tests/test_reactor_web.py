@@ -10,9 +10,9 @@ import time
 
 import pytest
 
+from mapreduce.localcluster import wait_for
 from mapreduce.reactor import HttpServer
 from mapreduce.reactor.web import HTTP_LIMITS
-from tests.util import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

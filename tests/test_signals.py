@@ -15,13 +15,11 @@ import threading
 
 import pytest
 
+from mapreduce.localcluster import port_open, spawned_on_free_port, wait_for
 from mapreduce.reactor import Reactor
 from mapreduce.signals import stop_on_signals
-
-from tests.test_init_script import process_running
 from tests.util import (
-    TESTDATA, FakePeer, job_message, port_open, register, send_json,
-    spawned_on_free_port, wait_for,
+    TESTDATA, FakePeer, job_message, process_running, register, send_json,
 )
 
 SIGNALS = [signal.SIGINT, signal.SIGTERM]

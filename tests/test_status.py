@@ -9,10 +9,10 @@ import json
 import pytest
 
 from mapreduce import client, protocol
+from mapreduce.localcluster import WAIT, free_port, wait_for
 from mapreduce.manager import ManagerOptions, ManagerServer
 from tests.util import (
-    EXEC, TESTDATA, WAIT, free_port, job_message, run_command, send_json,
-    start_worker, wait_for,
+    EXEC, TESTDATA, job_message, run_command, send_json, start_worker,
 )
 
 

@@ -15,7 +15,8 @@ import pathlib
 
 import pytest
 
-from tests.util import EXEC, TESTDATA, FakePeer, free_port, run_command
+from mapreduce.localcluster import free_port
+from tests.util import EXEC, TESTDATA, FakePeer, run_command
 
 JOB_KEYS = ["message_type", "input_directory", "output_directory",
             "mapper_executable", "reducer_executable", "num_mappers",

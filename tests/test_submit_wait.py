@@ -15,12 +15,12 @@ import sys
 import pytest
 
 from mapreduce import client, protocol
+from mapreduce.localcluster import (
+    WAIT, free_port, output_lines, pipeline_output, wait_for,
+)
 from mapreduce.manager import ManagerOptions, ManagerServer
 from mapreduce.progress import ProgressView
-from tests.util import (
-    EXEC, TESTDATA, WAIT, free_port, pipeline_output, output_lines,
-    run_command, start_worker, wait_for,
-)
+from tests.util import EXEC, TESTDATA, run_command, start_worker
 
 SCRIPTS = pathlib.Path(sys.executable).parent
 

@@ -12,10 +12,8 @@ import os
 import pathlib
 import random
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import tracemalloc
 
 import pytest
@@ -26,7 +24,7 @@ from mapreduce.worker import partition as partition_module
 from mapreduce.worker.tasks import (
     ProcessControl, TaskCancelled, TaskError, run_map_task, run_reduce_task,
 )
-from tests.util import EXEC, TESTDATA, wait_for
+from tests.util import EXEC, TESTDATA, process_gone, read_pids, wait_for
 
 CAT = shutil.which("cat")
 WC_MAP = EXEC / "wc_map.sh"
@@ -106,50 +104,6 @@ def write_inputs(directory, contents):
     return paths
 
 
-def process_gone(pid):
-    """Tell whether process `pid` no longer runs (a zombie counts as gone)."""
-    try:
-        stat = pathlib.Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return True
-    # The state follows the command name, which is in parentheses.
-    return stat.rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
-
-
-def read_pids(pidfile):
-    """Wait for t_hang.sh to write its two pids; return them."""
-    wait_for(pidfile.exists, what="t_hang.sh to start")
-    pids = [int(pid) for pid in pidfile.read_text().split()]
-    assert len(pids) == 2
-    return pids
-
-
-def hang_pidfile(path, monkeypatch):
-    """Make t_hang.sh write its pids to `path`; kill them at the end.
-
-    A generator for pytest fixtures: yields `path`, then kills whatever
-    t_hang.sh left running (only if a test failed).
-    """
-    monkeypatch.setenv("T_PIDFILE", str(path))
-    yield path
-    if path.exists():
-        for pid in map(int, path.read_text().split()):
-            if not process_gone(pid):
-                os.kill(pid, signal.SIGKILL)
-
-
-def redirect_temp(directory, monkeypatch):
-    """Send every temporary file into `directory` (made here); return it.
-
-    TMPDIR is set for child processes (`sort`), and `tempfile.tempdir`
-    because tempfile caches the directory it found first.
-    """
-    directory.mkdir()
-    monkeypatch.setenv("TMPDIR", str(directory))
-    monkeypatch.setattr(tempfile, "tempdir", str(directory))
-    return directory
-
-
 def run_in_thread(function, *args, **kwargs):
     """Start `function(*args, **kwargs)` in a thread; return its Future."""
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
@@ -167,24 +121,12 @@ def sort_in_locale(data, name):
 
 # Fixtures.
 
-@pytest.fixture(name="local_tmp")
-def fixture_local_tmp(tmp_path, monkeypatch):
-    """Send every temporary file of the test into an empty directory."""
-    return redirect_temp(tmp_path / "tmp", monkeypatch)
-
-
 @pytest.fixture(name="out")
 def fixture_out(tmp_path):
     """Give an empty output directory."""
     directory = tmp_path / "out"
     directory.mkdir()
     return directory
-
-
-@pytest.fixture(name="pidfile")
-def fixture_pidfile(tmp_path, monkeypatch):
-    """Give the file where t_hang.sh writes its pids; kill them afterwards."""
-    yield from hang_pidfile(tmp_path / "pids", monkeypatch)
 
 
 # Map: partition contents.

@@ -17,15 +17,14 @@ import time
 
 import pytest
 
-from mapreduce.worker import WorkerOptions, WorkerServer, processes
-from mapreduce.worker.tasks import run_map_task
-from mapreduce.worker.stderr import ChildStderr
-from tests.test_tasks import (
-    hang_pidfile, process_gone, read_pids, redirect_temp,
+from mapreduce.localcluster import (
+    free_port, pipeline_output, spawned_on_free_port, wait_for,
 )
+from mapreduce.worker import WorkerOptions, WorkerServer, processes
+from mapreduce.worker.stderr import ChildStderr
+from mapreduce.worker.tasks import run_map_task
 from tests.util import (
-    EXEC, TESTDATA, FakePeer, free_port, pipeline_output, send_json,
-    spawned_on_free_port, start_worker, wait_for,
+    EXEC, TESTDATA, FakePeer, process_gone, read_pids, send_json, start_worker,
 )
 
 HEARTBEAT = 0.2
@@ -88,12 +87,6 @@ INPUTS = sorted((TESTDATA / "input").iterdir())
 
 # Fixtures.
 
-@pytest.fixture(name="local_tmp")
-def fixture_local_tmp(tmp_path, monkeypatch):
-    """Send every temporary file of the test into an empty directory."""
-    return redirect_temp(tmp_path / "tmp", monkeypatch)
-
-
 @pytest.fixture(name="manager")
 def fixture_manager():
     """Give a fake Manager listening on TCP and UDP."""
@@ -118,12 +111,6 @@ def fixture_registered(manager, worker):
     """Give a Worker that has registered and is beating."""
     acknowledge(manager, worker.port)
     return worker
-
-
-@pytest.fixture(name="pidfile")
-def fixture_pidfile(tmp_path, monkeypatch):
-    """Give the file where t_hang.sh writes its pids; kill them afterwards."""
-    yield from hang_pidfile(tmp_path / "pids", monkeypatch)
 
 
 # Start-up.

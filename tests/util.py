@@ -5,63 +5,28 @@ Worker, child processes running the real commands.
 """
 
 import contextlib
-import errno
 import itertools
 import json
 import os
 import pathlib
 import queue
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
+from mapreduce.localcluster import (
+    START_ATTEMPTS, WAIT, free_port, port_taken, start_in_thread,
+    start_worker_thread, wait_for,
+)
 from mapreduce.manager import Manager
-from mapreduce.worker import Worker
 
 TESTDATA = pathlib.Path(__file__).resolve().parent / "testdata"
 EXEC = TESTDATA / "exec"
-WAIT = 30.0
-# Tries at a free port: one found free may be taken before it is bound.
-START_ATTEMPTS = 5
 MARKER_SERIALS = itertools.count()  # Numbers for FakePeer's markers.
-
-
-def free_port():
-    """Return a port that is free for both TCP and UDP on 127.0.0.1."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-
-
-def wait_for(predicate, timeout=WAIT, interval=0.01, what="a condition"):
-    """Wait until `predicate()` is true and return its value, or fail."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for "
-                                 f"{what}")
-        time.sleep(interval)
-
-
-def port_open(port, host="localhost"):
-    """Tell whether something accepts TCP connections on host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def send_json(port, obj, host="localhost"):
@@ -267,134 +232,14 @@ class FakePeer:
         self.close()
 
 
-class KeepError:
-    """A block whose exception (an Exception, not an exit) is kept, not raised.
-
-    For code run in a thread: the test reads `error` afterwards.
-    """
-
-    def __init__(self):
-        """Nothing kept yet."""
-        self.error = None
-
-    def __enter__(self):
-        """Enter the block."""
-        return self
-
-    def __exit__(self, exc_type, exc, traceback):
-        """Keep an Exception and stop it here; let anything else through."""
-        if isinstance(exc, Exception):
-            self.error = exc
-            return True
-        return False
-
-
-class InThread:
-    """Run a blocking constructor (Manager or Worker) in a thread."""
-
-    def __init__(self, target, **kwargs):
-        """Start `target(**kwargs)` in a thread; wait until its port opens."""
-        port = self.port = kwargs["port"]
-        self._kept = KeepError()
-        self.thread = threading.Thread(target=self._run,
-                                       args=(target, kwargs), daemon=True)
-        self.thread.start()
-        wait_for(lambda: port_open(port) or not self.thread.is_alive(),
-                 what=f"port {port} to open")
-
-    @property
-    def error(self):
-        """Return the exception the constructor raised, or None."""
-        return self._kept.error
-
-    def _run(self, target, kwargs):
-        """Run the constructor, keeping any exception for the test."""
-        with self._kept:
-            target(**kwargs)
-
-    def shutdown(self, timeout=WAIT):
-        """Send `shutdown` and wait for the constructor to return."""
-        if self.thread.is_alive():
-            with contextlib.suppress(OSError):
-                send_json(self.port, {"message_type": "shutdown"})
-        self.join(timeout)
-
-    def join(self, timeout=WAIT):
-        """Wait for the constructor to return; fail if it raised."""
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "did not stop in time"
-        assert self.error is None, f"raised {self.error!r}"
-
-
-def port_is_free(port):
-    """Tell whether `port` can be bound, for TCP and UDP, right now."""
-    try:
-        tcp, udp = _listen_on(port, udp=True)
-    except OSError:
-        return False
-    tcp.close()
-    udp.close()
-    return True
-
-
-def _wait_started(process, port, started):
-    """Wait until `started(port)` or until `process` has exited."""
-    wait_for(lambda: started(port) or process.poll() is not None,
-             what=f"the process on port {port} to start")
-
-
-@contextlib.contextmanager
-def spawned_on_free_port(command_for, started, **popen_kwargs):
-    """Run command `command_for(port)` on a free port; give (Popen, port).
-
-    Waits until `started(port)` tells it is up. A process that exited
-    while its port is busy lost that port to someone else: it is started
-    again on another one. The process is killed on leaving, if it runs.
-    """
-    for attempt in range(1, START_ATTEMPTS + 1):
-        port = free_port()
-        with subprocess.Popen(command_for(port), **popen_kwargs) as process:
-            _wait_started(process, port, started)
-            if (process.poll() is None or port_is_free(port)
-                    or attempt == START_ATTEMPTS):
-                try:
-                    yield process, port
-                finally:
-                    if process.poll() is None:
-                        process.kill()
-                return
-
-
-def port_taken(error):
-    """Tell whether `error` says that the port was in use."""
-    return isinstance(error, OSError) and error.errno == errno.EADDRINUSE
-
-
-def start_in_thread(target, port=None, **kwargs):
-    """Run `target` in a thread on `port`; return the InThread.
-
-    Without a `port`, a free one is chosen, and another one if that was
-    taken before `target` could bind it (by another test, say).
-    """
-    if port:
-        return InThread(target, port=port, **kwargs)
-    for _ in range(START_ATTEMPTS - 1):
-        started = InThread(target, port=free_port(), **kwargs)
-        if started.thread.is_alive() or not port_taken(started.error):
-            return started
-    return InThread(target, port=free_port(), **kwargs)
-
-
 def start_manager(port=None, **kwargs):
-    """Run a Manager in a thread on `port` (default: free); return it."""
+    """Run the spec's Manager in a thread on `port` (default: free)."""
     return start_in_thread(Manager, port, host="localhost", **kwargs)
 
 
 def start_worker(manager_port, port=None, **kwargs):
     """Run a Worker in a thread on `port` (default: free); return it."""
-    return start_in_thread(Worker, port, host="localhost",
-                           manager_host="localhost",
-                           manager_port=manager_port, **kwargs)
+    return start_worker_thread(manager_port, port, **kwargs)
 
 
 def register(peer, manager_port):
@@ -421,29 +266,6 @@ def job_message(input_dir, output_dir, mapper=EXEC / "wc_map.sh",
     }
 
 
-def pipeline_output(input_dir, mapper, reducer):
-    """Return the lines of `cat input/* | map | LC_ALL=C sort | reduce`."""
-    files = sorted(p for p in pathlib.Path(input_dir).iterdir()
-                   if p.is_file())
-    data = b"".join(p.read_bytes() for p in files)
-    env = {**os.environ, "LC_ALL": "C"}
-    mapped = subprocess.run([str(mapper)], input=data, capture_output=True,
-                            check=True).stdout
-    ordered = subprocess.run(["sort"], input=mapped, capture_output=True,
-                             check=True, env=env).stdout
-    reduced = subprocess.run([str(reducer)], input=ordered,
-                             capture_output=True, check=True).stdout
-    return sorted(reduced.splitlines())
-
-
-def output_lines(output_dir):
-    """Return the sorted lines of every part file in `output_dir`."""
-    lines = []
-    for part in sorted(pathlib.Path(output_dir).glob("part-*")):
-        lines.extend(part.read_bytes().splitlines())
-    return sorted(lines)
-
-
 def wait_for_output(output_dir, num_reducers, timeout=WAIT):
     """Wait until all `num_reducers` part files exist in `output_dir`."""
     names = [f"part-{r:05d}" for r in range(num_reducers)]
@@ -458,3 +280,54 @@ def run_command(*args, **kwargs):
     return subprocess.run([str(scripts / args[0]), *map(str, args[1:])],
                           capture_output=True, text=True, check=False,
                           **kwargs)
+
+
+# Child processes of tasks, and temporary files.
+
+def process_running(pid):
+    """Tell whether process `pid` exists and is not a zombie."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    # The state follows the command name, which is in parentheses.
+    return stat.rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+
+
+def process_gone(pid):
+    """Tell whether process `pid` no longer runs (a zombie counts as gone)."""
+    return not process_running(pid)
+
+
+def read_pids(pidfile):
+    """Wait for t_hang.sh to write its two pids; return them."""
+    wait_for(pidfile.exists, what="t_hang.sh to start")
+    pids = [int(pid) for pid in pidfile.read_text().split()]
+    assert len(pids) == 2
+    return pids
+
+
+def hang_pidfile(path, monkeypatch):
+    """Make t_hang.sh write its pids to `path`; kill them at the end.
+
+    A generator for pytest fixtures: yields `path`, then kills whatever
+    t_hang.sh left running (only if a test failed).
+    """
+    monkeypatch.setenv("T_PIDFILE", str(path))
+    yield path
+    if path.exists():
+        for pid in map(int, path.read_text().split()):
+            if not process_gone(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def redirect_temp(directory, monkeypatch):
+    """Send every temporary file into `directory` (made here); return it.
+
+    TMPDIR is set for child processes (`sort`), and `tempfile.tempdir`
+    because tempfile caches the directory it found first.
+    """
+    directory.mkdir()
+    monkeypatch.setenv("TMPDIR", str(directory))
+    monkeypatch.setattr(tempfile, "tempdir", str(directory))
+    return directory

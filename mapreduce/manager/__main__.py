@@ -5,6 +5,7 @@ import click
 from mapreduce import defaults
 from mapreduce.logs import LEVELS, configure
 from mapreduce.manager import Manager
+from mapreduce.options import hidden_timings
 
 OFF = "off"
 
@@ -46,13 +47,16 @@ class WebPort(click.ParamType):
               help="Where to make the shared directory for intermediate "
                    "files; every Worker must reach it. Default: the "
                    "system temp dir.")
+@hidden_timings(heartbeat_timeout=defaults.HEARTBEAT_TIMEOUT,
+                max_attempts=defaults.MAX_ATTEMPTS,
+                send_timeout=defaults.SEND_TIMEOUT)
 def main(**options):
     """Run a MapReduce Manager until it receives a shutdown message."""
-    configure(options["logfile"], options["loglevel"])
-    host, port = options["host"], options["port"]
+    configure(options.pop("logfile"), options.pop("loglevel"))
+    host, port = options.pop("host"), options.pop("port")
     try:
-        Manager(host, port, options["shared_dir"],
-                web_port=options["web_port"])
+        # The rest are ManagerOptions: web_port and the hidden timings.
+        Manager(host, port, options.pop("shared_dir"), **options)
     except OSError as exc:
         raise click.ClickException(
             f"cannot run the Manager on {host}:{port}: {exc}") from exc

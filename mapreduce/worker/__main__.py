@@ -4,7 +4,9 @@ import resource
 
 import click
 
+from mapreduce import defaults
 from mapreduce.logs import LEVELS, configure
+from mapreduce.options import hidden_timings
 from mapreduce.worker import Worker
 
 
@@ -19,28 +21,35 @@ def _allow_many_open_files():
 
 
 @click.command(context_settings={"help_option_names": ["--help"]})
-@click.option("--host", default="localhost", show_default=True,
+@click.option("--host", default=defaults.WORKER_HOST, show_default=True,
               help="Address to listen on; the Manager must reach it.")
-@click.option("--port", default=6001, show_default=True, type=int,
-              help="TCP port to listen on.")
-@click.option("--manager-host", "manager_host", default="localhost",
-              show_default=True, help="The Manager's host.")
-@click.option("--manager-port", "manager_port", default=6000,
-              show_default=True, type=int, help="The Manager's port.")
+@click.option("--port", default=defaults.WORKER_PORT, show_default=True,
+              type=int, help="TCP port to listen on.")
+@click.option("--manager-host", "manager_host",
+              default=defaults.MANAGER_HOST, show_default=True,
+              help="The Manager's host.")
+@click.option("--manager-port", "manager_port",
+              default=defaults.MANAGER_PORT, show_default=True, type=int,
+              help="The Manager's port.")
 @click.option("--logfile", type=click.Path(dir_okay=False),
               help="Write the log here instead of to stderr.")
 @click.option("--loglevel", default="info", show_default=True,
               type=click.Choice(LEVELS, case_sensitive=False))
-def main(**options):
+@hidden_timings(heartbeat_interval=defaults.HEARTBEAT_INTERVAL,
+                retry_interval=defaults.RETRY_INTERVAL,
+                send_timeout=defaults.SEND_TIMEOUT)
+def main(logfile, loglevel, **settings):
     """Run a MapReduce Worker until the Manager shuts it down."""
-    configure(options["logfile"], options["loglevel"])
+    configure(logfile, loglevel)
     _allow_many_open_files()
-    host, port = options["host"], options["port"]
+    address = (settings.pop("host"), settings.pop("port"))
+    manager = (settings.pop("manager_host"), settings.pop("manager_port"))
     try:
-        Worker(host, port, options["manager_host"], options["manager_port"])
+        Worker(*address, *manager, **settings)
     except OSError as exc:
         raise click.ClickException(
-            f"cannot run the Worker on {host}:{port}: {exc}") from exc
+            f"cannot run the Worker on {address[0]}:{address[1]}: "
+            f"{exc}") from exc
 
 
 if __name__ == "__main__":
