@@ -241,6 +241,29 @@ def test_map_partitions_survive_a_small_cache(tmp_path, out, monkeypatch,
         assert file_lines(out / name) == expected
 
 
+def test_partition_cache_keeps_frequent_lines_until_they_stop_paying(
+        monkeypatch):
+    """A full cache stays while it serves; new data empties and refills it.
+
+    Blocks of lines that repeat fill the cache; more lines that repeat do
+    not push out the ones that keep coming, but when the data changes (the
+    cache serves less than half a block), the new lines take their place.
+    """
+    monkeypatch.setattr(partition_module, "CACHE_ENTRIES", 40)
+    cache = partition_module.PartitionCache(7)
+    first = [b"a%d\t1" % n for n in range(40)]
+    extra = [b"b%d\t1" % n for n in range(10)]
+    second = [b"c%d\t1" % n for n in range(40)]
+    cache.partitions(first * 2)
+    assert set(cache.known) == set(first)
+    cache.partitions(first * 2 + extra * 2)
+    assert set(cache.known) == set(first)
+    parts = cache.partitions(second * 2)
+    assert set(cache.known) == set(second)
+    assert parts == [md5_partition(line.split(b"\t")[0], 7)
+                     for line in second * 2]
+
+
 @pytest.mark.parametrize("num_partitions", [1, 3, 7, 100])
 def test_map_handles_awkward_bytes(tmp_path, local_tmp, out, num_partitions):
     """Non-UTF-8, no TAB, several TABs, CRLF, no last newline, empty."""
