@@ -264,6 +264,23 @@ def test_partition_cache_keeps_frequent_lines_until_they_stop_paying(
                      for line in second * 2]
 
 
+def test_partition_cache_lets_in_lines_missed_twice_close_together():
+    """Twice in a block, or in two blocks in a row: in; else: out."""
+    cache = partition_module.PartitionCache(7)
+    cache.partitions([b"twice", b"once", b"twice", b"gap", b"next"])
+    assert set(cache.known) == {b"twice"}
+    cache.partitions([b"next", b"other"])
+    assert set(cache.known) == {b"twice", b"next"}
+    cache.partitions([b"gap", b"twice"])
+    assert set(cache.known) == {b"twice", b"next"}
+    cache.partitions([b"gap"])
+    assert set(cache.known) == {b"twice", b"next", b"gap"}
+    cache.partitions([b"late"])
+    cache.partitions([b"twice"])
+    cache.partitions([b"late"])
+    assert set(cache.known) == {b"twice", b"next", b"gap"}
+
+
 @pytest.mark.parametrize("num_partitions", [1, 3, 7, 100])
 def test_map_handles_awkward_bytes(tmp_path, local_tmp, out, num_partitions):
     """Non-UTF-8, no TAB, several TABs, CRLF, no last newline, empty."""

@@ -51,24 +51,27 @@ def partition_stream(stream, outputs, num_partitions):
 class PartitionCache:
     """The partitions of frequent lines, and how to find the others.
 
-    Only lines that came more than once in their block are let in (in
-    word count most lines are rare words; the frequent ones come early
-    and often), up to CACHE_ENTRIES lines or CACHE_BYTES bytes of them.
-    A full cache is kept as it is, not emptied to make room: on Zipf-like
-    data the lines that filled it are the frequent ones, and emptying it
-    would throw them out for lines that come once or twice. It is emptied
-    only when it stops paying, a block that it served for less than half
-    its lines: the data has changed, and the new frequent lines come in.
-    5400 entries keep the dict's table at 8192 slots.
+    A line is let in when it misses twice close together: twice in one
+    block, or in this block and the one before. In word count most lines
+    are rare words, which would push the common ones out; the common ones
+    come early and often. The cache takes up to CACHE_ENTRIES lines or
+    CACHE_BYTES bytes of them. A full cache is kept as it is, not emptied
+    to make room: on Zipf-like data the lines that filled it are the
+    frequent ones, and emptying it would throw them out for lines that
+    come once or twice. It is emptied only when it stops paying, a block
+    that it served for less than half its lines: the data has changed,
+    and the new frequent lines come in. 5400 entries keep the dict's
+    table at 8192 slots.
     """
 
-    __slots__ = ("known", "size", "_modulo")
+    __slots__ = ("known", "size", "_modulo", "_missed_before")
 
     def __init__(self, num_partitions):
         """Start empty, for `num_partitions` partitions."""
         self.known = {}
         self.size = 0
         self._modulo = num_partitions.__rmod__
+        self._missed_before = {}
 
     def partitions(self, lines):
         """Return the list of the partitions of `lines`, in order."""
@@ -77,9 +80,12 @@ class PartitionCache:
             missed = collections.Counter(itertools.compress(
                 lines, map(operator.is_, parts, itertools.repeat(None))))
             found = self.hash_lines(missed)
-            self.remember(_repeated(found, missed),
+            self.remember(_missed_twice(found, missed, self._missed_before),
                           stale=parts.count(None) * 2 > len(lines))
+            self._missed_before = missed
             parts = list(map(found.get, lines, parts))
+        else:
+            self._missed_before = {}
         return parts
 
     def hash_lines(self, lines):
@@ -92,27 +98,32 @@ class PartitionCache:
     def remember(self, found, stale):
         """Add the lines of dict `found` and their partitions, if room.
 
-        If there is no room and the cache is `stale` (it served less than
-        half the block), it is emptied first.
+        Those that fit go in. If none fit and the cache is `stale` (it
+        served less than half the block), it is emptied first.
         """
-        size = sum(map(len, found))
-        if (len(self.known) + len(found) > CACHE_ENTRIES
-                or self.size + size > CACHE_BYTES):
-            if not stale:
-                return
+        room = CACHE_ENTRIES - len(self.known)
+        if room < len(found) and stale:
             self.known.clear()
             self.size = 0
-            if len(found) > CACHE_ENTRIES or size > CACHE_BYTES:
-                return
+            room = CACHE_ENTRIES
+        if room <= 0 or self.size >= CACHE_BYTES:
+            return
+        if room < len(found):
+            found = dict(itertools.islice(found.items(), room))
         self.known.update(found)
-        self.size += size
+        self.size += sum(map(len, found))
 
 
-def _repeated(found, counts):
-    """Return the entries of `found` whose lines `counts` more than once."""
-    repeated = list(itertools.compress(
+def _missed_twice(found, counts, counted_before):
+    """Return the entries of `found` for lines missed twice lately.
+
+    That is, those `counts` more than once, or that are in dict
+    `counted_before` (the previous block's misses).
+    """
+    again = counts.keys() & counted_before.keys()
+    again.update(itertools.compress(
         counts, map(operator.gt, counts.values(), itertools.repeat(1))))
-    return dict(zip(repeated, map(found.__getitem__, repeated)))
+    return dict(zip(again, map(found.__getitem__, again)))
 
 
 def write_partitioned(lines, parts, outputs):
