@@ -279,6 +279,9 @@ def test_partition_cache_lets_in_lines_missed_twice_close_together():
     cache.partitions([b"twice"])
     cache.partitions([b"late"])
     assert set(cache.known) == {b"twice", b"next", b"gap"}
+    long_line = b"x" * (partition_module.CACHE_BYTES + 1)
+    cache.partitions([long_line, long_line])
+    assert long_line not in cache.known
 
 
 @pytest.mark.parametrize("num_partitions", [1, 3, 7, 100])

@@ -98,20 +98,21 @@ class PartitionCache:
     def remember(self, found, stale):
         """Add the lines of dict `found` and their partitions, if room.
 
-        Those that fit go in. If none fit and the cache is `stale` (it
+        Those that fit go in. If not all fit and the cache is `stale` (it
         served less than half the block), it is emptied first.
         """
-        room = CACHE_ENTRIES - len(self.known)
-        if room < len(found) and stale:
+        size = sum(map(len, found))
+        if stale and (len(self.known) + len(found) > CACHE_ENTRIES
+                      or self.size + size > CACHE_BYTES):
             self.known.clear()
             self.size = 0
-            room = CACHE_ENTRIES
-        if room <= 0 or self.size >= CACHE_BYTES:
-            return
+        room = CACHE_ENTRIES - len(self.known)
         if room < len(found):
-            found = dict(itertools.islice(found.items(), room))
-        self.known.update(found)
-        self.size += sum(map(len, found))
+            found = dict(itertools.islice(found.items(), max(room, 0)))
+            size = sum(map(len, found))
+        if self.size + size <= CACHE_BYTES:
+            self.known.update(found)
+            self.size += size
 
 
 def _missed_twice(found, counts, counted_before):
