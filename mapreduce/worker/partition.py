@@ -28,7 +28,7 @@ CACHE_ENTRIES = 5400
 CACHE_BYTES = 1 << 17
 
 _key_of = operator.itemgetter(0)
-_split_at_tab = operator.methodcaller("partition", b"\t")
+_tabs = itertools.repeat(b"\t")
 _digest_of = operator.methodcaller("digest")
 _big_endian = itertools.repeat("big")
 
@@ -92,7 +92,8 @@ class PartitionCache:
         """Return a dict of the partitions of distinct `lines`, by md5."""
         # int.from_bytes(digest, "big") equals int(hexdigest, 16).
         return dict(zip(lines, map(self._modulo, map(int.from_bytes, map(
-            _digest_of, map(md5, map(_key_of, map(_split_at_tab, lines)))),
+            _digest_of, map(md5, map(_key_of, map(bytes.partition, lines,
+                                                  _tabs)))),
             _big_endian))))
 
     def remember(self, found, stale):
