@@ -183,6 +183,49 @@ def test_map_partitions_survive_a_small_cache(tmp_path, out, monkeypatch,
         assert file_lines(out / name) == expected
 
 
+def test_partition_cache_keeps_frequent_lines_until_they_stop_paying(
+        monkeypatch):
+    """A full cache stays while it serves; new data empties and refills it.
+
+    Blocks of lines that repeat fill the cache; more lines that repeat do
+    not push out the ones that keep coming, but when the data changes (the
+    cache serves less than half a block), the new lines take their place.
+    """
+    monkeypatch.setattr(partition_module, "CACHE_ENTRIES", 40)
+    cache = partition_module.PartitionCache(7)
+    first = [b"a%d\t1" % n for n in range(40)]
+    extra = [b"b%d\t1" % n for n in range(10)]
+    second = [b"c%d\t1" % n for n in range(40)]
+    cache.partitions(first * 2)
+    assert set(cache.known) == set(first)
+    cache.partitions(first * 2 + extra * 2)
+    assert set(cache.known) == set(first)
+    parts = cache.partitions(second * 2)
+    assert set(cache.known) == set(second)
+    assert parts == [md5_partition(line.split(b"\t")[0], 7)
+                     for line in second * 2]
+
+
+def test_partition_cache_lets_in_lines_missed_twice_close_together():
+    """Twice in a block, or in two blocks in a row: in; else: out."""
+    cache = partition_module.PartitionCache(7)
+    cache.partitions([b"twice", b"once", b"twice", b"gap", b"next"])
+    assert set(cache.known) == {b"twice"}
+    cache.partitions([b"next", b"other"])
+    assert set(cache.known) == {b"twice", b"next"}
+    cache.partitions([b"gap", b"twice"])
+    assert set(cache.known) == {b"twice", b"next"}
+    cache.partitions([b"gap"])
+    assert set(cache.known) == {b"twice", b"next", b"gap"}
+    cache.partitions([b"late"])
+    cache.partitions([b"twice"])
+    cache.partitions([b"late"])
+    assert set(cache.known) == {b"twice", b"next", b"gap"}
+    long_line = b"x" * (partition_module.CACHE_BYTES + 1)
+    cache.partitions([long_line, long_line])
+    assert long_line not in cache.known
+
+
 @pytest.mark.parametrize("num_partitions", [1, 3, 7, 100])
 def test_map_handles_awkward_bytes(tmp_path, local_tmp, out, num_partitions):
     """Non-UTF-8, no TAB, several TABs, CRLF, no last newline, empty."""
