@@ -266,32 +266,36 @@ def test_the_cache_keeps_only_lines_seen_twice_in_a_block():
     assert b"new" not in cache.known
 
 
-def test_a_full_cache_is_emptied_before_it_grows_on():
-    """Past CACHE_ENTRIES lines or CACHE_BYTES bytes it starts afresh.
+def test_the_cache_takes_what_fits_and_empties_only_when_stale():
+    """Up to CACHE_ENTRIES lines and CACHE_BYTES bytes, never more.
 
-    Exactly the limit still fits; what alone is over it is not kept.
+    A full cache keeps what it has (what does not fit is left out) unless
+    it is stale, when it starts afresh; exactly the limit still fits, and
+    what alone is over it is never kept.
     """
     entries, size = partition.CACHE_ENTRIES, partition.CACHE_BYTES
     cache = partition.PartitionCache(3)
-    cache.remember({b"a": 0})
-    cache.remember({b"c%d" % n: 0 for n in range(entries - 1)})
+    cache.remember({b"a": 0}, stale=False)
+    cache.remember({b"c%d" % n: 0 for n in range(entries)}, stale=False)
     assert len(cache.known) == entries and b"a" in cache.known
-    cache.remember({b"b": 1})
+    assert b"c%d" % (entries - 2) in cache.known
+    assert b"c%d" % (entries - 1) not in cache.known
+    cache.remember({b"b": 1}, stale=False)
+    assert b"b" not in cache.known and len(cache.known) == entries
+    cache.remember({b"b": 1}, stale=True)
     assert cache.known == {b"b": 1} and cache.size == 1
-    cache.remember({b"d" * (size - 1): 2})
+    cache.remember({b"d" * (size - 1): 2}, stale=False)
     assert cache.known == {b"b": 1, b"d" * (size - 1): 2}
     assert cache.size == size
-    cache.remember({b"e": 0})
+    cache.remember({b"e": 0}, stale=False)
+    assert b"e" not in cache.known and cache.size == size
+    cache.remember({b"e": 0}, stale=True)
     assert cache.known == {b"e": 0} and cache.size == 1
-    cache.remember({b"y" * size: 2})
+    cache.remember({b"y" * size: 2}, stale=True)
     assert cache.known == {b"y" * size: 2} and cache.size == size
-    cache.remember({b"f": 0})
-    cache.remember({b"g%d" % n: 0 for n in range(entries)})
-    assert len(cache.known) == entries and b"f" not in cache.known
-    cache.remember({b"x" * (size + 1): 2})
+    cache.remember({b"x" * (size + 1): 2}, stale=True)
     assert not cache.known and cache.size == 0
-    cache.remember({b"h": 1})
-    cache.remember({b"i%d" % n: 0 for n in range(entries + 1)})
+    cache.remember({b"x" * (size + 1): 2}, stale=False)
     assert not cache.known and cache.size == 0
 
 
