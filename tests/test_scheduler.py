@@ -649,6 +649,21 @@ def test_reports_that_do_not_match_the_assignment_are_ignored(
     assert not bench.events("task_finished", "task_failed")
 
 
+def test_a_forged_host_cannot_write_lines_into_the_log(bench, caplog):
+    """A report from an unknown host shows that host escaped, on one line.
+
+    Raw, a newline would forge a log line, and a lone surrogate (valid in
+    JSON) could not even be written to a UTF-8 log.
+    """
+    caplog.set_level(logging.WARNING)
+    forged = "x\nManager:6000 [INFO] Finished Job(job_id=0)\ud800"
+    bench.scheduler.handle(protocol.Finished(
+        task_id=0, worker_host=forged, worker_port=6001))
+    assert [record.getMessage() for record in caplog.records] == [
+        f"Ignored finished of task 0 from {forged!r}:6001: unknown or dead "
+        "Worker"]
+
+
 # Failures.
 
 def test_a_failed_task_is_retried_first_and_on_another_worker(bench):

@@ -301,9 +301,9 @@ class Scheduler:
         """
         worker = self.registry.get(msg.worker_host, msg.worker_port)
         if worker is None or worker.state == DEAD:
-            self.log.warning("Ignored %s of task %d from %s:%d: unknown or "
+            self.log.warning("Ignored %s of task %d from %s: unknown or "
                              "dead Worker", msg.message_type, msg.task_id,
-                             msg.worker_host, msg.worker_port)
+                             _address(msg.worker_host, msg.worker_port))
             return None
         task = worker.task
         if task is None or task.task_id != msg.task_id:
@@ -403,3 +403,13 @@ def _part_files(job):
     except OSError:
         return []
     return sorted(name for name in names if name.startswith("part-"))
+
+
+def _address(host, port):
+    """Return `host:port` for a log line, the host escaped unless printable.
+
+    The host comes from a message: a forged one must not add lines to the
+    log or characters a log file cannot hold.
+    """
+    shown = host if host.isprintable() else repr(host)
+    return f"{shown}:{port}"
