@@ -17,8 +17,10 @@ import pathlib
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -488,6 +490,63 @@ def test_check_exit_raises_with_the_stderr_of_a_failure():
         control.check_exit(child, -9, "reduce task 3")
     assert str(info.value) == (
         "reduce.sh was killed by SIGKILL on reduce task 3")
+
+
+def test_wait_reads_stderr_to_its_end_before_it_returns():
+    """The whole stderr is in the tail once wait() returns, last line too."""
+    code = ("import sys\nfor n in range(20000):\n"
+            "    sys.stderr.write(f'line {n}\\n')\n")
+    control = processes.ProcessControl()
+    with control.running([sys.executable, "-c", code]) as child:
+        assert control.wait(child) == 0
+        assert control.stderr_tail(child).endswith("line 19999")
+
+
+def test_a_child_with_stderr_elsewhere_has_no_tail():
+    """Stderr given by the caller is not read: the tail is empty."""
+    control = processes.ProcessControl()
+    with control.running(["sh", "-c", "echo x >&2"],
+                         stderr=subprocess.DEVNULL) as child:
+        assert control.wait(child) == 0
+        assert control.stderr_tail(child) == ""
+
+
+def test_stderr_lines_are_logged_under_the_programs_name(caplog):
+    """Each stderr line is a DEBUG line naming the program (basename)."""
+    caplog.set_level(logging.DEBUG, logger="test.engine")
+    control = processes.ProcessControl(logging.getLogger("test.engine"))
+    with control.running(["sh", "-c", "echo hello >&2"]) as child:
+        control.wait(child)
+    assert ("sh: hello" in [record.getMessage()
+                            for record in caplog.records])
+
+
+def test_what_a_child_leaves_holding_its_stderr_is_killed(monkeypatch,
+                                                          caplog):
+    """A child gone, its stderr still open: warn, kill the group, go on."""
+    monkeypatch.setattr(processes, "STDERR_GRACE", 0.2)
+    caplog.set_level(logging.WARNING, logger="test.engine")
+    control = processes.ProcessControl(logging.getLogger("test.engine"))
+    with control.running(["sh", "-c", "sleep 30 & echo $!"],
+                         stdout=subprocess.PIPE) as child:
+        left = int(child.stdout.readline())
+        assert control.wait(child) == 0
+    assert [record.getMessage() for record in caplog.records] == [
+        "sh exited but its stderr is still open; killing what it left "
+        "running"]
+    deadline = time.monotonic() + 5
+    while _alive(left):
+        assert time.monotonic() < deadline, "the process left is alive"
+        time.sleep(0.01)
+
+
+def _alive(pid):
+    """Tell whether process `pid` runs (not a zombie)."""
+    try:
+        state = pathlib.Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def test_a_child_runs_and_its_status_is_returned():
