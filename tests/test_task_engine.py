@@ -543,7 +543,8 @@ def test_what_a_child_leaves_holding_its_stderr_is_killed(monkeypatch,
 def _alive(pid):
     """Tell whether process `pid` runs (not a zombie)."""
     try:
-        state = pathlib.Path(f"/proc/{pid}/stat").read_text().split()[2]
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+        state = stat.split()[2]
     except (OSError, IndexError):
         return False
     return state != "Z"
