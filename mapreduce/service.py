@@ -29,6 +29,11 @@ class Service:
         """Return the port the service listens on (known once open)."""
         raise NotImplementedError
 
+    @property
+    def log(self):
+        """Return the service's logger (its reactor's, named by its port)."""
+        return self.reactor.log
+
     def listen(self, closing):
         """Open the listeners; push what must be closed onto `closing`."""
         raise NotImplementedError

@@ -77,11 +77,6 @@ class ManagerServer(Service):
         """Return the port the Manager listens on (known once open)."""
         return self.info.port
 
-    @property
-    def log(self):
-        """Return the Manager's logger."""
-        return self.reactor.log
-
     # Life cycle.
 
     def listen(self, closing):

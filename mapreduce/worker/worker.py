@@ -233,11 +233,6 @@ class WorkerServer(Service):
         return self.link.options
 
     @property
-    def log(self):
-        """Return the Worker's logger, named by its port once open."""
-        return self.reactor.log
-
-    @property
     def registered(self):
         """Tell whether the Manager has acknowledged the registration."""
         return self.link.registered
