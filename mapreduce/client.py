@@ -128,6 +128,21 @@ def submit(address, job, on_sent=None):
     return answer.job_id
 
 
+def shut_down(address):
+    """Send the Manager a `shutdown` (the specification's message).
+
+    Raises Unreachable unless the message was delivered; the Manager
+    answers nothing.
+    """
+    delivered = []
+    try:
+        _send(address, protocol.Shutdown(), defaults.CONNECT_TIMEOUT,
+              on_sent=lambda: delivered.append(True))
+    except Unreachable:
+        if not delivered:
+            raise
+
+
 def status(address):
     """Return the Manager's status snapshot (see the README)."""
     answer = ask(address, protocol.StatusRequest())

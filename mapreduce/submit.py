@@ -9,7 +9,6 @@ the job's id. `--wait` then follows the job to its end (see
 
 import os
 import re
-import socket
 import sys
 
 import click
@@ -49,12 +48,9 @@ def _fail(message, exit_code=1):
 def send_shutdown(host, port):
     """Send a `shutdown` message; raise ClickException on failure."""
     try:
-        with socket.create_connection(
-                (host, port), timeout=defaults.CONNECT_TIMEOUT) as sock:
-            sock.sendall(protocol.encode(protocol.Shutdown()))
-    except OSError as exc:
-        raise _fail(f"cannot reach the Manager at {host}:{port}: "
-                    f"{exc.strerror or exc}") from exc
+        client.shut_down((host, port))
+    except client.ClientError as exc:
+        raise _fail(str(exc)) from exc
 
 
 def _check_input(path):
