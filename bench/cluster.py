@@ -16,6 +16,7 @@ import time
 from mapreduce import client
 from mapreduce.localcluster import (
     ProcessCluster, ProcessSettings, WaitTimeout, command, job,
+    peak_memory_kib,
 )
 
 POLL = 0.001
@@ -38,20 +39,9 @@ def wait_until(condition, timeout, what):
     return time.monotonic()
 
 
-def cpu_seconds(pid):
-    """Return utime + stime of process `pid`, in seconds."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as file:
-        fields = file.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def peak_rss_mb(pid):
     """Return the peak resident set size (VmHWM) of `pid`, in MB."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as file:
-        for line in file:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise ValueError(f"no VmHWM for process {pid}")
+    return peak_memory_kib(pid) / 1024
 
 
 def submit_cli(cluster, new_job):

@@ -13,11 +13,12 @@ import subprocess
 import time
 
 from bench.cluster import (
-    bench_job, cpu_seconds, peak_rss_mb, start_cluster, submit_cli,
+    bench_job, peak_rss_mb, start_cluster, submit_cli,
     submit_message, wait_job,
 )
 from bench.heap import task_peaks
 from bench.corpus import make_corpus, make_one_line_inputs, make_tiny_inputs
+from mapreduce.localcluster import cpu_seconds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_EXEC = os.path.join(ROOT, "tests", "testdata", "exec")
