@@ -8,7 +8,9 @@ The bytes are this module's too: `encode` gives what goes on the wire,
 
 A field with a default is an *extension*: optional when received, and sent
 only when its value differs from the default, so that a message of the
-specification goes out with exactly the specification's keys.
+specification goes out with exactly the specification's keys. A field may
+also be a `record`: a frozen dataclass carried as a JSON object, whose
+fields follow the same rules.
 """
 
 import dataclasses
@@ -42,15 +44,54 @@ def message(type_name):
             raise TypeError(f"message {type_name!r}: {cls.__name__} is not "
                             "a frozen dataclass")
         cls.message_type = type_name
-        hints = typing.get_type_hints(cls)
-        cls.wire_fields = tuple((field.name, hints[field.name])
-                                for field in dataclasses.fields(cls))
-        cls.defaults = {
-            field.name: field.default for field in dataclasses.fields(cls)
-            if field.default is not dataclasses.MISSING}
-        MESSAGE_TYPES[type_name] = cls
+        MESSAGE_TYPES[type_name] = record(cls)
         return cls
     return register
+
+
+def record(cls):
+    """Describe frozen dataclass `cls` for the wire: fields and defaults."""
+    hints = typing.get_type_hints(cls)
+    cls.wire_fields = tuple((field.name, hints[field.name])
+                            for field in dataclasses.fields(cls))
+    cls.defaults = {}
+    for field in dataclasses.fields(cls):
+        if field.default_factory is not dataclasses.MISSING:
+            cls.defaults[field.name] = field.default_factory()
+        elif field.default is not dataclasses.MISSING:
+            cls.defaults[field.name] = field.default
+    cls.__repr__ = _repr
+    return cls
+
+
+def _repr(obj):
+    """Show a record as its dataclass would, without fields at default."""
+    shown = ", ".join(f"{name}={value!r}"
+                      for name, value in vars(obj).items()
+                      if name not in obj.defaults
+                      or value != obj.defaults[name])
+    return f"{type(obj).__name__}({shown})"
+
+
+Environment = typing.Dict[str, str]
+Counters = typing.Dict[str, typing.Dict[str, int]]
+
+
+@record
+@dataclasses.dataclass(frozen=True)
+class Streaming:
+    """Extension: what a `mapreduce-streaming` job adds to a job and tasks.
+
+    Absent from a job of the specification, and from its tasks. A job's
+    `input_paths` (files and directories) replace the listing of its
+    input_directory; its tasks do not carry them. A task that carries this
+    record also reports its counters in `finished`.
+    """
+
+    input_paths: typing.List[str] = dataclasses.field(default_factory=list)
+    combiner: str = ""
+    partitioner: str = ""
+    environment: Environment = dataclasses.field(default_factory=dict)
 
 
 @message("shutdown")
@@ -94,6 +135,8 @@ class NewManagerJob:
     reducer_executable: str
     num_mappers: int
     num_reducers: int
+    # Extension. With it, num_reducers 0 makes a map-only job.
+    streaming: Streaming = Streaming()
 
 
 @message("new_map_task")
@@ -106,6 +149,11 @@ class NewMapTask:
     executable: str
     output_directory: str
     num_partitions: int
+    # Extensions. With `streaming`, num_partitions 0 means map-only: the
+    # output goes straight to part-{task_id:05d} in output_directory.
+    # `assignment` is sent only to a Worker that signs its messages.
+    streaming: Streaming = Streaming()
+    assignment: int = 0
 
 
 @message("new_reduce_task")
@@ -117,6 +165,9 @@ class NewReduceTask:
     executable: str
     input_paths: typing.List[str]
     output_directory: str
+    # Extensions, as for NewMapTask.
+    streaming: Streaming = Streaming()
+    assignment: int = 0
 
 
 @message("finished")
@@ -127,6 +178,10 @@ class Finished:
     task_id: int
     worker_host: str
     worker_port: int
+    # Extensions, sent only when the task carried them: the counters its
+    # programs reported (group -> counter -> amount), and its assignment.
+    counters: Counters = dataclasses.field(default_factory=dict)
+    assignment: int = 0
 
 
 @message("task_failed")
@@ -138,6 +193,18 @@ class TaskFailed:
     worker_host: str
     worker_port: int
     error: str
+    assignment: int = 0
+
+
+@message("rejoin")
+@dataclasses.dataclass(frozen=True)
+class Rejoin:
+    """Extension: the Manager does not count this Worker; register again.
+
+    Sent to a Worker that keeps beating while the Manager has it marked
+    dead, or has never seen it register (situations the specification
+    leaves undefined). The Worker drops the tasks it holds, then registers.
+    """
 
 
 # Extensions a client asks for; each is answered on its own connection.
@@ -216,11 +283,19 @@ def to_wire(msg):
     Extension fields still at their default are left out.
     """
     obj = {"message_type": msg.message_type}
-    for name, _ in msg.wire_fields:
-        value = getattr(msg, name)
-        if name not in msg.defaults or value != msg.defaults[name]:
-            obj[name] = value
+    obj.update(_fields_to_wire(msg))
     return obj
+
+
+def _fields_to_wire(obj):
+    """Return the JSON object of a record's fields, without defaults."""
+    fields = {}
+    for name, _ in obj.wire_fields:
+        value = getattr(obj, name)
+        if name not in obj.defaults or value != obj.defaults[name]:
+            fields[name] = (_fields_to_wire(value)
+                            if dataclasses.is_dataclass(value) else value)
+    return fields
 
 
 def stderr_tail(error):
@@ -243,18 +318,25 @@ def from_wire(obj):
     cls = MESSAGE_TYPES.get(type_name)
     if cls is None:
         raise UnknownMessage(f"unknown message_type {type_name[:80]!r}")
+    return _record_from_wire(cls, obj, type_name)
+
+
+def _record_from_wire(cls, obj, where):
+    """Return record `cls` made from JSON object `obj`, or raise."""
     values = {}
     for name, expected in cls.wire_fields:
         if name not in obj:
             if name in cls.defaults:
                 continue
-            raise ProtocolError(f"{type_name}: missing field {name!r}")
+            raise ProtocolError(f"{where}: missing field {name!r}")
         value = obj[name]
-        if not _has_type(value, expected):
-            raise ProtocolError(f"{type_name}: field {name!r} has the wrong "
+        if dataclasses.is_dataclass(expected) and isinstance(value, dict):
+            value = _record_from_wire(expected, value, f"{where}.{name}")
+        elif not _has_type(value, expected):
+            raise ProtocolError(f"{where}: field {name!r} has the wrong "
                                 f"type ({type(value).__name__})")
         if name in _PORT_FIELDS and not 0 < value < 65536:
-            raise ProtocolError(f"{type_name}: {name} {value} is not a port "
+            raise ProtocolError(f"{where}: {name} {value} is not a port "
                                 "number")
         values[name] = value
     return cls(**values)
@@ -316,6 +398,14 @@ def _has_type(value, expected):
         return isinstance(value, int) and not isinstance(value, bool)
     if expected in (str, bool, dict):
         return isinstance(value, expected)
+    if dataclasses.is_dataclass(expected):
+        return False  # Not a JSON object: a record is one.
+    if typing.get_origin(expected) is dict:
+        key_type, value_type = typing.get_args(expected)
+        return (isinstance(value, dict)
+                and all(_has_type(key, key_type)
+                        and _has_type(item, value_type)
+                        for key, item in value.items()))
     if typing.get_origin(expected) is list:
         (item_type,) = typing.get_args(expected)
         return (isinstance(value, list)

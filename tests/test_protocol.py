@@ -71,7 +71,45 @@ EXTENSIONS = [
      '{"message_type": "job_request", "job_id": 2, "after": 7}'),
     (protocol.JobReply(version=3, job={"job_id": 2}),
      '{"message_type": "job_reply", "version": 3, "job": {"job_id": 2}}'),
+    (protocol.Rejoin(), '{"message_type": "rejoin"}'),
+    (protocol.NewMapTask(
+        task_id=1, input_paths=["in/a.gz"], executable="/bin/cat",
+        output_directory="out", num_partitions=0,
+        streaming=protocol.Streaming(combiner="/bin/uniq",
+                                     environment={"A": "b"}),
+        assignment=9),
+     '{"message_type": "new_map_task", "task_id": 1, "input_paths": '
+     '["in/a.gz"], "executable": "/bin/cat", "output_directory": "out", '
+     '"num_partitions": 0, "streaming": {"combiner": "/bin/uniq", '
+     '"environment": {"A": "b"}}, "assignment": 9}'),
+    (protocol.Finished(task_id=1, worker_host="h", worker_port=2,
+                       counters={"g": {"c": 3}}),
+     '{"message_type": "finished", "task_id": 1, "worker_host": "h", '
+     '"worker_port": 2, "counters": {"g": {"c": 3}}}'),
 ]
+
+# Extension fields of wrong types: each makes its message malformed.
+MALFORMED_EXTENSIONS = [
+    '{"message_type": "finished", "task_id": 1, "worker_host": "h", '
+    '"worker_port": 2, "counters": {"g": {"c": "3"}}}',
+    '{"message_type": "finished", "task_id": 1, "worker_host": "h", '
+    '"worker_port": 2, "counters": {"g": 3}}',
+    '{"message_type": "new_reduce_task", "task_id": 1, "executable": "x", '
+    '"input_paths": [], "output_directory": "o", "streaming": []}',
+    '{"message_type": "new_reduce_task", "task_id": 1, "executable": "x", '
+    '"input_paths": [], "output_directory": "o", '
+    '"streaming": {"environment": {"A": 1}}}',
+    '{"message_type": "new_map_task", "task_id": 1, "input_paths": [], '
+    '"executable": "x", "output_directory": "o", "num_partitions": 1, '
+    '"assignment": "7"}',
+]
+
+
+@pytest.mark.parametrize("text", MALFORMED_EXTENSIONS)
+def test_malformed_extension_fields_are_refused(text):
+    """An extension field of the wrong type, at any depth, is refused."""
+    with pytest.raises(protocol.ProtocolError):
+        protocol.decode(text.encode())
 
 
 def example(type_name):
