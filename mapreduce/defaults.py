@@ -17,6 +17,9 @@ RETRY_INTERVAL = 1.0
 
 # A Worker silent this long (5 missed 2 s heartbeats) is marked dead.
 HEARTBEAT_TIMEOUT = 10.0
+# A Worker the Manager has marked dead, or never saw register, that keeps
+# beating this long is told to register again (the `rejoin` extension).
+REJOIN_AFTER = 4.0
 # A task that fails this many times fails its job.
 MAX_ATTEMPTS = 3
 # Seconds the Manager or a Worker gives one outgoing message to be delivered.
