@@ -8,6 +8,7 @@ computations written out here, from the shell, or from madoop itself.
 
 import bz2
 import collections
+import concurrent.futures
 import gzip
 import hashlib
 import logging
@@ -24,8 +25,8 @@ from mapreduce.worker import lines as lines_module
 from mapreduce.worker import streaming as streaming_module
 from mapreduce.worker.streaming import Reporter
 from mapreduce.worker.tasks import (
-    MapTask, ReduceTask, TaskError, run_map, run_map_task, run_reduce,
-    run_reduce_task,
+    MapTask, ProcessControl, ReduceTask, TaskError, run_map, run_map_task,
+    run_reduce, run_reduce_task,
 )
 from tests.util import EXEC, TESTDATA
 
@@ -36,6 +37,7 @@ INPUTS = sorted(str(path) for path in (TESTDATA / "input").iterdir())
 # A record at its default is no record: a streaming task always carries
 # the job's variables (the Manager puts them there).
 JOB_ENVIRONMENT = {"mapreduce_job_id": "job_00007"}
+TASK_WAIT = 60.0  # Seconds a small task may take before it counts as hung.
 
 
 # Helpers.
@@ -157,8 +159,8 @@ def test_combiner_gives_the_same_answer_from_smaller_partitions(
     for source, target in ((plain, "plain-out"), (combined, "comb-out")):
         (tmp_path / target).mkdir()
         for partition in range(3):
-            run_reduce_task(partition, str(WC_REDUCE),
-                            [str(source / f"maptask00000-part{partition:05d}")],
+            name = f"maptask00000-part{partition:05d}"
+            run_reduce_task(partition, str(WC_REDUCE), [str(source / name)],
                             str(tmp_path / target))
     for partition in range(3):
         name = f"part-{partition:05d}"
@@ -202,8 +204,8 @@ print("stamped\\t1")
                              streaming(combiner=combiner)))
     sizes = [(out / name).stat().st_size for name in result.names]
     assert sizes.count(0) == 4
-    assert b"stamped\t1\n" in [(out / name).read_bytes()
-                                for name in result.names]
+    contents = [(out / name).read_bytes() for name in result.names]
+    assert b"stamped\t1\n" in contents
     assert not any(local_tmp.iterdir())
 
 
@@ -476,7 +478,9 @@ def test_reducer_environment(tmp_path, local_tmp, out):
     reducer = program(tmp_path, "env.py", SHOW_ENVIRONMENT)
     inputs = make_inputs(tmp_path / "in", [b"a\t1\n"])
     run_reduce(ReduceTask(3, reducer, inputs, str(out), streaming()))
-    (variables,) = environment_lines(out / "part-00003")
+    shown = environment_lines(out / "part-00003")
+    assert len(shown) == 1
+    variables = shown[0]
     assert variables["mapreduce_map_input_file"] == "<unset>"
     assert variables["mapreduce_task_ismap"] == "false"
     assert variables["mapreduce_task_partition"] == "3"
@@ -490,7 +494,9 @@ def test_job_environment_wins_over_the_workers(tmp_path, local_tmp, out):
     inputs = make_inputs(tmp_path / "in", [b"a\n"])
     run_map(MapTask(0, inputs, mapper, str(out), 0, streaming(
         environment={"mapreduce_task_ismap": "told", "HOME": "/job"})))
-    (variables,) = environment_lines(out / "part-00000")
+    shown = environment_lines(out / "part-00000")
+    assert len(shown) == 1
+    variables = shown[0]
     assert variables["mapreduce_task_ismap"] == "told"
     assert variables["HOME"] == "/job"
     assert not any(local_tmp.iterdir())
@@ -611,7 +617,7 @@ import sys
 sys.stdin.read()
 sys.stderr.write("reporter:counter:G,c,1\\n")
 """)
-    assert run_map(MapTask(0, inputs, ok, str(out), 2)).counters == {}
+    assert not run_map(MapTask(0, inputs, ok, str(out), 2)).counters
     assert not any(local_tmp.iterdir())
 
 
@@ -736,7 +742,17 @@ def test_mapper_that_stops_reading_compressed_input_succeeds(
     data = b"".join(b"line %d\n" % n for n in range(1000000))
     path = tmp_path / "big.gz"
     path.write_bytes(gzip.compress(data, compresslevel=1))
-    run_map_task(0, [str(path)], str(EXEC / "t_head.sh"), str(out), 1)
+    control = ProcessControl()
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    future = executor.submit(run_map_task, 0, [str(path)],
+                             str(EXEC / "t_head.sh"), str(out), 1,
+                             control=control)
+    executor.shutdown(wait=False)
+    done, _ = concurrent.futures.wait([future], TASK_WAIT)
+    if not done:
+        control.cancel()
+        pytest.fail("the task hung on a decompressor nobody reads")
+    future.result()
     assert file_lines(out / "maptask00000-part00000") == [b"line 0"]
     assert not any(local_tmp.iterdir())
 
