@@ -26,7 +26,7 @@ from mapreduce.service import Service
 from mapreduce.signing import manager_name, worker_name
 from mapreduce.worker.stderr import LoopStderr
 from mapreduce.worker.tasks import (
-    ProcessControl, TaskError, run_map_task, run_reduce_task,
+    MapTask, ProcessControl, ReduceTask, TaskError, run_map, run_reduce,
 )
 
 
@@ -62,6 +62,11 @@ class WorkerAddress:
 def _kind(msg):
     """Return "map" or "reduce" for a task message."""
     return "map" if isinstance(msg, protocol.NewMapTask) else "reduce"
+
+
+def _streaming(msg):
+    """Return task message `msg`'s `streaming` record, or None if absent."""
+    return None if msg.streaming == protocol.Streaming() else msg.streaming
 
 
 class ManagerLink:
@@ -297,22 +302,29 @@ class WorkerServer(Service):
     # Tasks.
 
     def _on_map_task(self, msg):
-        """Queue a map task in the pool, unless it cannot make sense."""
-        if not 1 <= msg.num_partitions <= protocol.MAX_PARTITIONS:
-            self._refuse(msg, f"num_partitions must be between 1 and "
+        """Queue a map task in the pool, unless it cannot make sense.
+
+        A streaming task may have 0 partitions: map-only.
+        """
+        streaming = _streaming(msg)
+        least = 0 if streaming is not None else 1
+        if not least <= msg.num_partitions <= protocol.MAX_PARTITIONS:
+            self._refuse(msg, f"num_partitions must be between {least} and "
                               f"{protocol.MAX_PARTITIONS}, not "
                               f"{msg.num_partitions}")
             return
-        self.tasks.run(msg, run_map_task,
-                       (msg.task_id, msg.input_paths, msg.executable,
-                        msg.output_directory, msg.num_partitions),
+        self.tasks.run(msg, run_map,
+                       (MapTask(msg.task_id, msg.input_paths, msg.executable,
+                                msg.output_directory, msg.num_partitions,
+                                streaming),),
                        self._task_done)
 
     def _on_reduce_task(self, msg):
         """Queue a reduce task in the pool."""
-        self.tasks.run(msg, run_reduce_task,
-                       (msg.task_id, msg.executable, msg.input_paths,
-                        msg.output_directory),
+        self.tasks.run(msg, run_reduce,
+                       (ReduceTask(msg.task_id, msg.executable,
+                                   msg.input_paths, msg.output_directory,
+                                   _streaming(msg)),),
                        self._task_done)
 
     def _refuse(self, msg, reason):
@@ -329,9 +341,11 @@ class WorkerServer(Service):
         exc = future.exception()
         if exc is None:
             self.log.info("Finished %s task %d", _kind(msg), msg.task_id)
+            # Counters stay {} (absent) unless the task carried `streaming`.
             self.link.send(protocol.Finished(
                 task_id=msg.task_id, worker_host=self.address.host,
-                worker_port=self.address.port))
+                worker_port=self.address.port,
+                counters=future.result().counters))
             return
         if isinstance(exc, TaskError):
             error = str(exc)
