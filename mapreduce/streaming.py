@@ -43,13 +43,14 @@ class StreamingCommand(OneLineErrors):
     complains about `-b`; this names `-bogus`, as the user typed it.
     """
 
-    def make_context(self, info_name, args, parent=None, **extra):
+    def make_context(self, *args, **kwargs):
         """Parse the arguments; name an unknown single-dash option whole."""
+        # click calls make_context(info_name, args, ...).
+        words = list(args[1] if len(args) > 1 else kwargs.get("args", ()))
         try:
-            return super().make_context(info_name, list(args), parent,
-                                        **extra)
+            return super().make_context(*args, **kwargs)
         except click.ClickException as exc:
-            typed = _unknown_word(exc.format_message(), args)
+            typed = _unknown_word(exc.format_message(), words)
             if typed is not None:
                 exc.message = f"no such option: {typed}"
             raise
