@@ -17,6 +17,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import tracemalloc
 
 import pytest
 
@@ -129,6 +130,7 @@ def assert_clean(out, local_tmp):
 
 REVERSE_COMBINER = """
 import sys
+import tracemalloc
 lines = sys.stdin.readlines()
 sys.stdout.writelines(reversed(lines))
 """
@@ -196,6 +198,7 @@ def test_combiner_not_run_on_empty_partitions(tmp_path, local_tmp, out):
     """An empty partition stays empty: the combiner is not started for it."""
     combiner = program(tmp_path, "stamp.py", """
 import sys
+import tracemalloc
 sys.stdin.read()
 print("stamped\\t1")
 """)
@@ -213,6 +216,7 @@ def test_combiner_without_last_newline_gets_one(tmp_path, local_tmp, out):
     """A combiner's last line without a newline still ends the file."""
     combiner = program(tmp_path, "nonl.py", """
 import sys
+import tracemalloc
 data = sys.stdin.read()
 sys.stdout.write(data.rstrip("\\n"))
 """)
@@ -227,6 +231,7 @@ def test_combiner_failure_fails_the_task(tmp_path, local_tmp, out):
     """A combiner that exits non-zero: TaskError with its stderr."""
     combiner = program(tmp_path, "bad.py", """
 import sys
+import tracemalloc
 sys.stdin.read()
 sys.exit("combiner gave up")
 """)
@@ -243,6 +248,7 @@ sys.exit("combiner gave up")
 
 FIRST_LETTER_PARTITIONER = """
 import sys
+import tracemalloc
 n = int(sys.argv[1])
 for line in sys.stdin:
     key = line.partition("\\t")[0]
@@ -252,6 +258,7 @@ for line in sys.stdin:
 # Reads everything before it writes a thing: buffers all its output.
 HOARDING_PARTITIONER = """
 import sys
+import tracemalloc
 n = int(sys.argv[1])
 lines = sys.stdin.readlines()
 sys.stdout.write("".join(f"{len(line) % n}\\n" for line in lines))
@@ -321,6 +328,7 @@ def test_partitioner_keeps_lines_of_every_input(tmp_path, local_tmp, out):
     """Inputs whose output lacks a last newline keep their lines apart."""
     partitioner = program(tmp_path, "zero.py", """
 import sys
+import tracemalloc
 for _ in sys.stdin:
     print(0)
 """)
@@ -348,6 +356,7 @@ def test_bad_partition_numbers_fail_the_task(tmp_path, local_tmp, out, body,
     """A bad number, or too few or too many: TaskError saying which."""
     partitioner = program(tmp_path, "bad.py", f"""
 import sys
+import tracemalloc
 for i, line in enumerate(sys.stdin):
     {body}
 """)
@@ -366,6 +375,7 @@ def test_partitioner_exit_status_comes_before_a_short_output(
     """A partitioner that dies half way: its status and stderr, not a count."""
     partitioner = program(tmp_path, "dies.py", """
 import sys
+import tracemalloc
 print(0)
 sys.stdout.flush()
 sys.exit("partitioner fell over")
@@ -383,6 +393,7 @@ def test_partitioner_gets_the_number_of_partitions(tmp_path, local_tmp, out):
     """Its one argument is num_partitions, as madoop gives it."""
     partitioner = program(tmp_path, "arg.py", """
 import sys
+import tracemalloc
 for _ in sys.stdin:
     print(int(sys.argv[1]) - 1)
 """)
@@ -518,6 +529,7 @@ def test_spec_task_environment_is_the_workers(tmp_path, local_tmp, out):
 
 COUNTING_MAPPER = """
 import sys
+import tracemalloc
 lines = 0
 for line in sys.stdin:
     lines += 1
@@ -533,6 +545,7 @@ sys.stderr.write("an ordinary complaint\\n")
 
 COUNTING_COMBINER = """
 import sys
+import tracemalloc
 sys.stdout.write(sys.stdin.read())
 sys.stderr.write("reporter:counter:Combiner,runs,1\\n")
 sys.stderr.write("reporter:counter:Lines,seen,-0\\n")
@@ -575,6 +588,7 @@ def test_reducer_counters(tmp_path, local_tmp, out):
     """A reducer's counters are its task's."""
     reducer = program(tmp_path, "red.py", """
 import sys
+import tracemalloc
 for line in sys.stdin:
     sys.stderr.write("reporter:counter:Reduce,in,1\\n")
 """)
@@ -590,6 +604,7 @@ def test_failing_streaming_program_tail_has_no_reporter_lines(
     """The error shows the complaint, not the counters."""
     mapper = program(tmp_path, "fail.py", """
 import sys
+import tracemalloc
 sys.stderr.write("reporter:counter:G,c,1\\nthe real problem\\n")
 sys.exit(4)
 """)
@@ -605,6 +620,7 @@ def test_spec_task_keeps_reporter_lines_in_stderr(tmp_path, local_tmp, out):
     """No record: reporter lines are stderr like any other, no counters."""
     mapper = program(tmp_path, "fail.py", """
 import sys
+import tracemalloc
 sys.stderr.write("reporter:counter:G,c,1\\nthe real problem\\n")
 sys.exit(4)
 """)
@@ -614,6 +630,7 @@ sys.exit(4)
     assert "reporter:counter:G,c,1" in str(info.value)
     ok = program(tmp_path, "ok.py", """
 import sys
+import tracemalloc
 sys.stdin.read()
 sys.stderr.write("reporter:counter:G,c,1\\n")
 """)
@@ -766,3 +783,42 @@ def test_missing_compressed_input_fails_like_any_input(tmp_path, local_tmp,
     assert str(info.value).startswith(f"cannot read input {missing}: ")
     assert "No such file" in str(info.value)
     assert_clean(out, local_tmp)
+
+
+# Memory.
+
+HEAP_LIMIT = 1 << 20
+
+
+@pytest.mark.parametrize("shape", ["partitioner", "combiner", "map-only",
+                                   "gzip"])
+def test_heap_stays_flat_on_megabytes(tmp_path, local_tmp, out, shape):
+    """5 MB of map output: each streaming path peaks under 1 MiB of heap."""
+    data = b"".join(b"key%d\t%s\n" % (n % 5000, b"v" * (n % 40))
+                    for n in range(200000))
+    assert len(data) > 5 << 20
+    source = tmp_path / "input"
+    source.write_bytes(data)
+    inputs = [str(source)]
+    record, partitions = streaming(), 3
+    if shape == "partitioner":
+        record = streaming(partitioner=program(
+            tmp_path, "first.py", FIRST_LETTER_PARTITIONER))
+    elif shape == "combiner":
+        record = streaming(combiner=CAT)
+    elif shape == "map-only":
+        partitions = 0
+    else:
+        inputs = [str(source) + ".gz"]
+        pathlib.Path(inputs[0]).write_bytes(gzip.compress(data, 1))
+    tracemalloc.start()
+    try:
+        result = run_map(MapTask(0, inputs, CAT, str(out), partitions,
+                                 record))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < HEAP_LIMIT, f"{shape}: the heap peaked at {peak} bytes"
+    assert sum((out / name).stat().st_size
+               for name in result.names) == len(data)
+    assert not any(local_tmp.iterdir())
