@@ -21,13 +21,13 @@ import tracemalloc
 
 import pytest
 
-from mapreduce.protocol import Streaming
+from mapreduce.protocol import NewMapTask, NewReduceTask, Streaming
 from mapreduce.worker import lines as lines_module
 from mapreduce.worker import streaming as streaming_module
 from mapreduce.worker.streaming import Reporter
 from mapreduce.worker.tasks import (
-    MapTask, ProcessControl, ReduceTask, TaskError, run_map, run_map_task,
-    run_reduce, run_reduce_task,
+    ProcessControl, TaskError, run_map, run_map_task, run_reduce,
+    run_reduce_task,
 )
 from tests.util import EXEC, TESTDATA
 
@@ -144,10 +144,10 @@ def test_combiner_gives_the_same_answer_from_smaller_partitions(
     plain, combined = tmp_path / "plain", tmp_path / "combined"
     plain.mkdir()
     combined.mkdir()
-    run_map(MapTask(0, inputs, str(WC_MAP), str(plain), 3,
-                    streaming()))
-    result = run_map(MapTask(0, inputs, str(WC_MAP), str(combined), 3,
-                             streaming(combiner=str(WC_REDUCE))))
+    run_map(NewMapTask(0, inputs, str(WC_MAP), str(plain), 3,
+                       streaming()))
+    result = run_map(NewMapTask(0, inputs, str(WC_MAP), str(combined), 3,
+                                streaming(combiner=str(WC_REDUCE))))
     for name in result.names:
         small, large = combined / name, plain / name
         assert 0 < small.stat().st_size < large.stat().st_size / 10
@@ -176,8 +176,8 @@ def test_combiner_output_out_of_order_is_sorted_again(tmp_path, local_tmp,
     """A combiner that reverses its input: the partition is still sorted."""
     combiner = program(tmp_path, "reverse.py", REVERSE_COMBINER)
     inputs = make_inputs(tmp_path / "in", [words_text(500)])
-    result = run_map(MapTask(4, inputs, str(WC_MAP), str(out), 2,
-                             streaming(combiner=combiner)))
+    result = run_map(NewMapTask(4, inputs, str(WC_MAP), str(out), 2,
+                                streaming(combiner=combiner)))
     expected = sorted(line for line in file_lines_of_mapper(inputs))
     got = []
     for name in result.names:
@@ -203,8 +203,8 @@ sys.stdin.read()
 print("stamped\\t1")
 """)
     inputs = make_inputs(tmp_path / "in", [b"only\n"])
-    result = run_map(MapTask(0, inputs, str(WC_MAP), str(out), 5,
-                             streaming(combiner=combiner)))
+    result = run_map(NewMapTask(0, inputs, str(WC_MAP), str(out), 5,
+                                streaming(combiner=combiner)))
     sizes = [(out / name).stat().st_size for name in result.names]
     assert sizes.count(0) == 4
     contents = [(out / name).read_bytes() for name in result.names]
@@ -221,8 +221,8 @@ data = sys.stdin.read()
 sys.stdout.write(data.rstrip("\\n"))
 """)
     inputs = make_inputs(tmp_path / "in", [b"b\na\n"])
-    run_map(MapTask(0, inputs, str(WC_MAP), str(out), 1,
-                    streaming(combiner=combiner)))
+    run_map(NewMapTask(0, inputs, str(WC_MAP), str(out), 1,
+                       streaming(combiner=combiner)))
     assert (out / "maptask00000-part00000").read_bytes() == b"a\t1\nb\t1\n"
     assert not any(local_tmp.iterdir())
 
@@ -237,8 +237,8 @@ sys.exit("combiner gave up")
 """)
     inputs = make_inputs(tmp_path / "in", [b"a b c\n"])
     with pytest.raises(TaskError) as info:
-        run_map(MapTask(0, inputs, str(WC_MAP), str(out), 2,
-                        streaming(combiner=combiner)))
+        run_map(NewMapTask(0, inputs, str(WC_MAP), str(out), 2,
+                           streaming(combiner=combiner)))
     assert "bad.py exited with status 1" in str(info.value)
     assert "combiner gave up" in str(info.value)
     assert_clean(out, local_tmp)
@@ -285,9 +285,9 @@ def test_partitioner_equals_madoops_partition(tmp_path, local_tmp, out,
     partitioner = program(tmp_path, "first.py", FIRST_LETTER_PARTITIONER)
     inputs = make_inputs(tmp_path / "in", [words_text(400, 3),
                                            words_text(300, 4)])
-    result = run_map(MapTask(1, inputs, str(WC_MAP), str(out),
-                             num_partitions,
-                             streaming(partitioner=partitioner)))
+    result = run_map(NewMapTask(1, inputs, str(WC_MAP), str(out),
+                                num_partitions,
+                                streaming(partitioner=partitioner)))
     map_output = tmp_path / "map-output"
     map_output.write_bytes(b"".join(shell_output(WC_MAP, path)
                                     for path in inputs))
@@ -315,8 +315,8 @@ def test_partitioner_that_hoards_its_output_does_not_block(tmp_path,
     partitioner = program(tmp_path, "hoard.py", HOARDING_PARTITIONER)
     inputs = make_inputs(tmp_path / "in", [b"".join(
         b"k%d\t%s\n" % (n, b"v" * (n % 7)) for n in range(200000))])
-    result = run_map(MapTask(0, inputs, CAT, str(out), 4,
-                             streaming(partitioner=partitioner)))
+    result = run_map(NewMapTask(0, inputs, CAT, str(out), 4,
+                                streaming(partitioner=partitioner)))
     for partition, name in enumerate(result.names):
         lines = file_lines(out / name)
         assert all((len(line) + 1) % 4 == partition for line in lines)
@@ -333,8 +333,8 @@ for _ in sys.stdin:
     print(0)
 """)
     inputs = make_inputs(tmp_path / "in", [b"x\t1", b"y\t2", b""])
-    run_map(MapTask(0, inputs, CAT, str(out), 2,
-                    streaming(partitioner=partitioner)))
+    run_map(NewMapTask(0, inputs, CAT, str(out), 2,
+                       streaming(partitioner=partitioner)))
     assert file_lines(out / "maptask00000-part00000") == [b"x\t1", b"y\t2"]
     assert file_lines(out / "maptask00000-part00001") == []
     assert not any(local_tmp.iterdir())
@@ -363,8 +363,8 @@ for i, line in enumerate(sys.stdin):
     inputs = make_inputs(tmp_path / "in", [b"a\t1\nb\t1\nc\t1\n",
                                            b"d\t1\ne\t1\nf\t1\n"])
     with pytest.raises(TaskError) as info:
-        run_map(MapTask(2, inputs, CAT, str(out), 3,
-                        streaming(partitioner=partitioner)))
+        run_map(NewMapTask(2, inputs, CAT, str(out), 3,
+                           streaming(partitioner=partitioner)))
     assert str(info.value).startswith(f"partitioner {partitioner} ")
     assert message in str(info.value)
     assert_clean(out, local_tmp)
@@ -382,8 +382,8 @@ sys.exit("partitioner fell over")
 """)
     inputs = make_inputs(tmp_path / "in", [b"a\t1\nb\t1\n"])
     with pytest.raises(TaskError) as info:
-        run_map(MapTask(2, inputs, CAT, str(out), 3,
-                        streaming(partitioner=partitioner)))
+        run_map(NewMapTask(2, inputs, CAT, str(out), 3,
+                           streaming(partitioner=partitioner)))
     assert "dies.py exited with status 1" in str(info.value)
     assert "partitioner fell over" in str(info.value)
     assert_clean(out, local_tmp)
@@ -398,8 +398,8 @@ for _ in sys.stdin:
     print(int(sys.argv[1]) - 1)
 """)
     inputs = make_inputs(tmp_path / "in", [b"a\t1\n"])
-    run_map(MapTask(0, inputs, CAT, str(out), 7,
-                    streaming(partitioner=partitioner)))
+    run_map(NewMapTask(0, inputs, CAT, str(out), 7,
+                       streaming(partitioner=partitioner)))
     assert file_lines(out / "maptask00000-part00006") == [b"a\t1"]
     assert not any(local_tmp.iterdir())
 
@@ -409,8 +409,8 @@ for _ in sys.stdin:
 def test_map_only_output_is_the_mappers_lines(tmp_path, local_tmp, out):
     """num_partitions 0: part-NNNNN holds the mapper's lines, unsorted."""
     inputs = INPUTS + make_inputs(tmp_path / "in", [b"no newline at end"])
-    result = run_map(MapTask(12, inputs, str(WC_MAP), str(out), 0,
-                             streaming()))
+    result = run_map(NewMapTask(12, inputs, str(WC_MAP), str(out), 0,
+                                streaming()))
     assert result.names == ["part-00012"]
     assert [path.name for path in out.iterdir()] == ["part-00012"]
     expected = b"".join(shell_output(WC_MAP, path) for path in inputs)
@@ -422,7 +422,7 @@ def test_map_only_output_is_the_mappers_lines(tmp_path, local_tmp, out):
 def test_map_only_adds_a_missing_newline_per_input(tmp_path, local_tmp, out):
     """Each input's last line stays a line of its own."""
     inputs = make_inputs(tmp_path / "in", [b"one", b"two\n", b"", b"three"])
-    run_map(MapTask(0, inputs, CAT, str(out), 0, streaming()))
+    run_map(NewMapTask(0, inputs, CAT, str(out), 0, streaming()))
     assert (out / "part-00000").read_bytes() == b"one\ntwo\nthree\n"
     assert not any(local_tmp.iterdir())
 
@@ -431,8 +431,8 @@ def test_map_only_failure_leaves_nothing(tmp_path, local_tmp, out):
     """A failing mapper in a map-only task: no part file appears."""
     inputs = make_inputs(tmp_path / "in", [b"a\n"])
     with pytest.raises(TaskError) as info:
-        run_map(MapTask(0, inputs, str(EXEC / "t_fail.sh"), str(out), 0,
-                        streaming()))
+        run_map(NewMapTask(0, inputs, str(EXEC / "t_fail.sh"), str(out), 0,
+                           streaming()))
     assert "status 3" in str(info.value)
     assert_clean(out, local_tmp)
 
@@ -468,7 +468,7 @@ def test_mapper_sees_each_input_file_and_the_job(tmp_path, local_tmp, out,
     monkeypatch.setenv("HOME", "/the/workers/home")
     mapper = program(tmp_path, "env.py", SHOW_ENVIRONMENT)
     inputs = make_inputs(tmp_path / "in", [b"a\n", b"bb\nbb\n"])
-    run_map(MapTask(5, inputs, mapper, str(out), 0, streaming(
+    run_map(NewMapTask(5, inputs, mapper, str(out), 0, streaming(
         environment={"FROM_CMDENV": "x y=z"})))
     shown = environment_lines(out / "part-00005")
     assert len(shown) == 2
@@ -488,7 +488,7 @@ def test_reducer_environment(tmp_path, local_tmp, out):
     """A reducer is told it is not a map, and its partition."""
     reducer = program(tmp_path, "env.py", SHOW_ENVIRONMENT)
     inputs = make_inputs(tmp_path / "in", [b"a\t1\n"])
-    run_reduce(ReduceTask(3, reducer, inputs, str(out), streaming()))
+    run_reduce(NewReduceTask(3, reducer, inputs, str(out), streaming()))
     shown = environment_lines(out / "part-00003")
     assert len(shown) == 1
     variables = shown[0]
@@ -503,7 +503,7 @@ def test_job_environment_wins_over_the_workers(tmp_path, local_tmp, out):
     """As Hadoop's -cmdenv: the job's value is set last."""
     mapper = program(tmp_path, "env.py", SHOW_ENVIRONMENT)
     inputs = make_inputs(tmp_path / "in", [b"a\n"])
-    run_map(MapTask(0, inputs, mapper, str(out), 0, streaming(
+    run_map(NewMapTask(0, inputs, mapper, str(out), 0, streaming(
         environment={"mapreduce_task_ismap": "told", "HOME": "/job"})))
     shown = environment_lines(out / "part-00000")
     assert len(shown) == 1
@@ -560,8 +560,8 @@ def test_counters_are_the_sums_the_programs_wrote(tmp_path, local_tmp, out,
     combiner = program(tmp_path, "comb.py", COUNTING_COMBINER)
     contents = [words_text(700, 5), words_text(20, 6), b"one more line"]
     inputs = make_inputs(tmp_path / "in", contents)
-    result = run_map(MapTask(0, inputs, mapper, str(out), 4,
-                             streaming(combiner=combiner)))
+    result = run_map(NewMapTask(0, inputs, mapper, str(out), 4,
+                                streaming(combiner=combiner)))
     non_empty = sum(1 for name in result.names if (out / name).stat().st_size)
     assert result.counters == {
         "Words": {"seen": sum(len(data.split()) for data in contents)},
@@ -593,8 +593,8 @@ for line in sys.stdin:
     sys.stderr.write("reporter:counter:Reduce,in,1\\n")
 """)
     inputs = make_inputs(tmp_path / "in", [b"a\t1\nb\t1\n", b"c\t1\n"])
-    result = run_reduce(ReduceTask(0, reducer, inputs, str(out),
-                                   streaming()))
+    result = run_reduce(NewReduceTask(0, reducer, inputs, str(out),
+                                      streaming()))
     assert result.counters == {"Reduce": {"in": 3}}
     assert not any(local_tmp.iterdir())
 
@@ -610,7 +610,7 @@ sys.exit(4)
 """)
     inputs = make_inputs(tmp_path / "in", [b"a\n"])
     with pytest.raises(TaskError) as info:
-        run_map(MapTask(0, inputs, mapper, str(out), 2, streaming()))
+        run_map(NewMapTask(0, inputs, mapper, str(out), 2, streaming()))
     assert "the real problem" in str(info.value)
     assert "reporter:" not in str(info.value)
     assert_clean(out, local_tmp)
@@ -634,7 +634,7 @@ import tracemalloc
 sys.stdin.read()
 sys.stderr.write("reporter:counter:G,c,1\\n")
 """)
-    assert not run_map(MapTask(0, inputs, ok, str(out), 2)).counters
+    assert not run_map(NewMapTask(0, inputs, ok, str(out), 2)).counters
     assert not any(local_tmp.iterdir())
 
 
@@ -718,7 +718,7 @@ for line in sys.stdin:
     print(os.environ["map_input_file"] + "\\t" + line, end="")
 """)
     _, gz, _ = compressed_twins(tmp_path)
-    run_map(MapTask(0, gz[:1], mapper, str(out), 0, streaming()))
+    run_map(NewMapTask(0, gz[:1], mapper, str(out), 0, streaming()))
     expected = [gz[0].encode() + b"\t" + line
                 for line in file_lines(INPUTS[0])]
     assert file_lines(out / "part-00000") == expected
@@ -813,8 +813,8 @@ def test_heap_stays_flat_on_megabytes(tmp_path, local_tmp, out, shape):
         pathlib.Path(inputs[0]).write_bytes(gzip.compress(data, 1))
     tracemalloc.start()
     try:
-        result = run_map(MapTask(0, inputs, CAT, str(out), partitions,
-                                 record))
+        result = run_map(NewMapTask(0, inputs, CAT, str(out), partitions,
+                                    record))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
