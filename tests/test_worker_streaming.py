@@ -7,13 +7,14 @@ the counters go out in `finished`, and only for a task that carried it.
 import logging
 import sys
 
-import pytest
-
 from tests.test_worker import (
-    HEARTBEAT, INPUTS, RETRY, STOP_WAIT, WC_MAP, WC_REDUCE, acknowledge,
-    assert_exact, finished, map_task, reduce_task,
+    INPUTS, WC_MAP, WC_REDUCE, assert_exact, finished, fixture_manager,
+    fixture_registered, fixture_worker, map_task, reduce_task,
 )
-from tests.util import FakePeer, send_json, start_worker
+from tests.util import send_json
+
+# The fake Manager and the registered Worker of tests.test_worker.
+__all__ = ["fixture_manager", "fixture_registered", "fixture_worker"]
 
 STREAMING = {"environment": {"mapreduce_job_id": "job_00001"}}
 
@@ -25,26 +26,6 @@ for line in sys.stdin:
         sys.stderr.write("reporter:counter:Map,words,1\\n")
 sys.stderr.write("reporter:status:one file done\\n")
 """
-
-
-@pytest.fixture(name="manager")
-def fixture_manager():
-    """Give a fake Manager listening on TCP and UDP."""
-    with FakePeer(udp=True) as peer:
-        yield peer
-
-
-@pytest.fixture(name="registered")
-def fixture_registered(manager, local_tmp):
-    """Give a real Worker (in a thread), registered with the fake Manager."""
-    assert local_tmp.is_dir()
-    worker = start_worker(manager.port, heartbeat_interval=HEARTBEAT,
-                          retry_interval=RETRY)
-    try:
-        acknowledge(manager, worker.port)
-        yield worker
-    finally:
-        worker.shutdown(STOP_WAIT)
 
 
 def counting_mapper(tmp_path):
