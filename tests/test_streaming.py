@@ -180,8 +180,12 @@ def test_a_failing_stage_exits_non_zero_with_its_stderr(cluster, tmp_path):
      "Error: -cmdenv 'NOVALUE' is not NAME=VALUE"),
     (["-input", "in", "-output", "out", "-mapper", "cat", "-reducer",
       "cat", "-D", "mapreduce.job.reduces=two"], 2,
-     "Error: -D mapreduce.job.reduces=two: not a whole number of at "
-     "least 0"),
+     "Error: -D mapreduce.job.reduces=two: not a whole number from 0 to "
+     "10000"),
+    (["-input", "in", "-output", "out", "-mapper", "cat", "-reducer",
+      "cat", "-D", "mapred.map.tasks=0"], 2,
+     "Error: -D mapred.map.tasks=0: not a whole number from 1 to "
+     "1000000"),
     (["-input", "in", "-output", "out", "-mapper", "cat", "-reducer",
       "cat", "-numReduceTasks", "-1"], 2, "Error: Invalid value for "
      "'-numReduceTasks': -1 is not in the range 0<=x<=10000."),
