@@ -342,6 +342,7 @@ def test_streaming_tasks_carry_the_record_and_hadoop_variables(tmp_path):
         "partitioner": "/opt/p", "environment": {"A": "1",
                                                  "mapreduce_job_id": "x"}})
     (task,) = job.map_tasks()
+    task.assigned += 1  # As the Scheduler does when it sends the task.
     record = task.message().streaming
     assert (record.input_paths, record.combiner, record.partitioner) == (
         [], "/opt/c", "/opt/p")
@@ -359,7 +360,20 @@ def test_streaming_tasks_carry_the_record_and_hadoop_variables(tmp_path):
     assert record.environment["mapreduce_task_id"] == \
         "task_202601020304_0002_r_000001"
     assert record.environment["mapreduce_job_maps"] == "1"
+    assert record.environment["mapreduce_job_reduces"] == "3"
     assert record.environment["mapreduce_task_ismap"] == "false"
+    assert record.environment["mapred_output_dir"] == \
+        str(tmp_path / "output")
+
+
+def test_a_job_without_input_files_tells_its_tasks_so(tmp_path):
+    """No input files: no map tasks, and `mapreduce_job_maps` is 0."""
+    (tmp_path / "empty").mkdir()
+    job = make_streaming_job(tmp_path,
+                             {"input_paths": [str(tmp_path / "empty")]})
+    assert job.map_tasks() == []
+    environment = ReduceTask(job, 0, []).message().streaming.environment
+    assert environment["mapreduce_job_maps"] == "0"
 
 
 def test_a_map_only_task_writes_to_the_output_directory(tmp_path):
@@ -401,5 +415,7 @@ def test_a_streaming_jobs_repr_leaves_out_its_environment(tmp_path):
         "environment": {"TOKEN": "secret"}})
     assert repr(job).endswith(
         "num_reducers=3, input_paths=['/in'], combiner='/c')")
+    job = make_streaming_job(tmp_path, {"partitioner": "/p"})
+    assert repr(job).endswith("num_reducers=3, partitioner='/p')")
     assert "secret" not in repr(job)
     assert job.is_streaming and not job.map_only
