@@ -638,11 +638,15 @@ class ProcessCluster(_Cluster):
         self.shared = directory / "shared"
         self.logs = directory / "log"
         self.port = None
-        self.secret = (None if settings.secret_file is None
-                       else auth.load_secret(settings.secret_file))
         self.manager = None
         self.workers = {}  # port: Popen
         self._processes = contextlib.ExitStack()
+
+    @property
+    def secret(self):
+        """Return the secret in the settings' secret file, or None."""
+        path = self.settings.secret_file
+        return None if path is None else auth.load_secret(path)
 
     @property
     def manager_log(self):

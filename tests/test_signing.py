@@ -56,7 +56,8 @@ def _cluster(tmp_path, secret_file, workers=1):
 def _log(path):
     """Return the text of log file `path` ('' before it exists)."""
     try:
-        return pathlib.Path(path).read_text(errors="replace")
+        return pathlib.Path(path).read_text(encoding="utf-8",
+                                            errors="replace")
     except FileNotFoundError:
         return ""
 
@@ -155,7 +156,7 @@ def test_clients_without_the_secret_are_refused(tmp_path, secret_file):
             cluster.manager_log)
         assert _jobs(cluster) == 0
         assert cluster.manager.poll() is None
-        (worker_port,) = cluster.workers
+        worker_port = next(iter(cluster.workers))
         assert worker_alive(cluster.address, worker_port)
     assert not (tmp_path / "out").exists()
 
@@ -418,3 +419,27 @@ def test_an_unsigned_listener_others_can_reach_warns(caplog, host, secret,
     if warned:
         assert "run any program" in warnings[0]
         assert "shut the cluster down" in warnings[0]
+
+
+def test_forged_heartbeats_keep_no_worker_alive(tmp_path, secret_file):
+    """Plain heartbeats for a silent Worker: refused; it is marked dead."""
+    settings = ProcessSettings(tmp_path / "cluster", workers=0,
+                               manager={"heartbeat_timeout": 1.0},
+                               secret_file=secret_file)
+    with ProcessCluster(settings) as cluster:
+        fake = SignedFakeWorker(cluster.port)
+        try:
+            fake.send(protocol.Register(worker_host=LOCALHOST,
+                                        worker_port=fake.peer.port))
+            fake.next()
+            forged = protocol.encode(protocol.Heartbeat(
+                worker_host=LOCALHOST, worker_port=fake.peer.port))
+            deadline = time.monotonic() + 2.5
+            while time.monotonic() < deadline:
+                send_udp(cluster.port, forged)
+                time.sleep(0.1)
+            assert not worker_alive(cluster.address, fake.peer.port)
+            _wait_logged(cluster.manager_log, "not signed: a plain "
+                                              "'heartbeat'")
+        finally:
+            fake.close()
