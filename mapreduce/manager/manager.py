@@ -35,6 +35,7 @@ class ManagerOptions:
 
     shared_dir: object = None  # Parent of the shared directory; None: tmp.
     heartbeat_timeout: float = defaults.HEARTBEAT_TIMEOUT
+    rejoin_after: float = defaults.REJOIN_AFTER
     max_attempts: int = defaults.MAX_ATTEMPTS
     send_timeout: float = defaults.SEND_TIMEOUT
     poll_timeout: float = defaults.POLL_TIMEOUT
@@ -156,9 +157,13 @@ class ManagerServer(Service):
                               self.log, None, peer=peer)
 
     def _to_scheduler(self, msg, _reply):
-        """Hand a Worker's message to the Scheduler, unless stopping."""
+        """Hand a Worker's message to the Scheduler, unless stopping.
+
+        A signed Manager takes only signed messages: their Workers are
+        ours, and get the `assignment` extension.
+        """
         if not self.scheduler.stopping:
-            self.scheduler.handle(msg)
+            self.scheduler.handle(msg, signed=self.signed)
 
     def _on_new_job(self, msg, reply):
         """Queue a job and answer with its id on the same connection.
