@@ -241,9 +241,11 @@ def test_replayed_messages_to_the_manager_are_refused(tmp_path,
             assert request(LOCALHOST, cluster.port, job_bytes, 5)
             task = fake.next()[1]
             assert isinstance(task, protocol.NewMapTask)
+            # A Worker that signs gets the `assignment` extension.
+            assert task.assignment > 0, task
             finished = fake.send(protocol.Finished(
                 task_id=task.task_id, worker_host=LOCALHOST,
-                worker_port=fake.peer.port))
+                worker_port=fake.peer.port, assignment=task.assignment))
             # Replays, as an eavesdropper would send them.
             send_udp(cluster.port, beat)
             send_json(cluster.port, finished)
