@@ -19,7 +19,7 @@ import pytest
 
 from mapreduce import auth, client, protocol
 from mapreduce.localcluster import (
-    LOCALHOST, ProcessCluster, ProcessSettings, command, job, output_lines,
+    LOCALHOST, InThreadCluster, ProcessCluster, ProcessSettings, command, job, output_lines,
     pipeline_output, spawn, stop_process, wait_for, wait_listening,
     worker_alive,
 )
@@ -127,6 +127,20 @@ def test_a_signed_cluster_runs_a_job(tmp_path, secret_file):
     # The harness's probes for the port are empty connections.
     assert all("(char 0)" in line for line in refused), refused
     assert "Signing every message as 'manager'" in log
+
+
+def test_a_signed_cluster_in_threads_runs_a_job(tmp_path):
+    """The Python API: Manager, Workers and client given the secret."""
+    with InThreadCluster(2, ManagerOptions(shared_dir=str(tmp_path)),
+                         secret=SECRET) as cluster:
+        summary = cluster.run_job(job(
+            TESTDATA / "input", tmp_path / "out",
+            (EXEC / "wc_map.sh", EXEC / "wc_reduce.sh")))
+        assert summary["state"] == "finished", summary
+        with pytest.raises(client.NotAManager, match="--secret-file"):
+            client.status((LOCALHOST, cluster.port))
+    assert output_lines(tmp_path / "out") == pipeline_output(
+        TESTDATA / "input", EXEC / "wc_map.sh", EXEC / "wc_reduce.sh")
 
 
 def test_clients_without_the_secret_are_refused(tmp_path, secret_file):
@@ -411,7 +425,7 @@ def test_a_bad_secret_file_is_a_one_line_error(tmp_path, name):
 def test_an_unsigned_listener_others_can_reach_warns(caplog, host, secret,
                                                      warned):
     """Without a secret on a non-loopback address: one clear warning."""
-    manager = ManagerServer(host, 0, ManagerOptions(secret=secret))
+    manager = ManagerServer(host, 0, ManagerOptions(), secret)
     with caplog.at_level("INFO"):
         manager.open()
         manager.close()
