@@ -19,9 +19,9 @@ import pytest
 
 from mapreduce import auth, client, protocol
 from mapreduce.localcluster import (
-    LOCALHOST, InThreadCluster, ProcessCluster, ProcessSettings, command, job, output_lines,
-    pipeline_output, spawn, stop_process, wait_for, wait_listening,
-    worker_alive,
+    LOCALHOST, InThreadCluster, ProcessCluster, ProcessSettings, command,
+    job, output_lines, pipeline_output, spawn, stop_process, wait_for,
+    wait_listening, worker_alive,
 )
 from mapreduce.manager import ManagerOptions, ManagerServer
 from mapreduce.reactor import request
