@@ -14,6 +14,7 @@ import shutil
 import pytest
 
 from mapreduce.localcluster import wait_for
+from mapreduce.worker import placing
 from mapreduce.worker.tasks import TaskError, run_map_task
 from tests.test_worker import (
     EXEC, INPUTS, fixture_manager, fixture_registered, fixture_worker,
@@ -100,3 +101,50 @@ def test_a_task_whose_output_directory_is_missing_at_start_fails(
                                "No such file or directory")
     assert not missing.exists()
     assert not any(local_tmp.iterdir())
+
+
+def test_a_directory_moved_away_and_replaced_takes_nothing(tmp_path):
+    """Renamed, not removed, with a new one at its path: still the
+    directory the task started with, so nothing goes anywhere."""
+    output = tmp_path / "output"
+    output.mkdir()
+    source = tmp_path / "part-00000"
+    source.write_text("late\n")
+    with placing.OutputDirectory.open(str(output)) as target:
+        output.rename(tmp_path / "moved")
+        output.mkdir()
+        with pytest.raises(TaskError) as info:
+            placing.move_into(str(source), target)
+    assert str(info.value) == f"cannot move part-00000 into {output}: {GONE}"
+    assert not any(output.iterdir())
+    assert not any((tmp_path / "moved").iterdir())
+    assert source.read_text() == "late\n"
+
+
+def test_a_directory_removed_between_check_and_move_takes_nothing(
+        tmp_path, monkeypatch):
+    """The race the check cannot close: the move itself fails, and the
+    error still says why. (The check is made to miss: a race cannot be
+    had on demand.)"""
+    output = tmp_path / "output"
+    output.mkdir()
+    source = tmp_path / "part-00000"
+    source.write_text("late\n")
+    checks = []
+    real_gone = placing.OutputDirectory.gone
+
+    def late_check(directory):
+        """Miss the first check, as if the directory went right after."""
+        checks.append(directory)
+        if len(checks) == 1:
+            remake(output)
+            return False
+        return real_gone(directory)
+
+    monkeypatch.setattr(placing.OutputDirectory, "gone", late_check)
+    with placing.OutputDirectory.open(str(output)) as target:
+        with pytest.raises(TaskError) as info:
+            target.place(str(source))
+    assert str(info.value) == f"cannot move part-00000 into {output}: {GONE}"
+    assert sorted(p.name for p in output.iterdir()) == ["of-the-later-job"]
+    assert len(checks) == 2
