@@ -11,7 +11,6 @@ specification's messages throughout.
 import contextlib
 import logging
 import os
-import time
 
 from mapreduce.localcluster import wait_for
 from tests.test_worker import (
@@ -142,8 +141,9 @@ def test_reports_on_their_way_are_delivered_before_registering(
             assert not reports(manager)
     finally:
         worker.shutdown(STOP_WAIT)
-    assert [p.name for p in job.iterdir()] == [
+    assert sorted(p.name for p in job.iterdir()) == [
         "maptask00000-part00000", "maptask00000-part00001"]
+    assert not any(local_tmp.iterdir())
 
 
 def records(caplog, start):
