@@ -40,10 +40,10 @@ def test_rejoin_drops_every_task_then_registers_again(
     neither is reported; no heartbeat until the new register_ack."""
     job = tmp_path / "job"
     job.mkdir()
-    send_json(registered.port,
-              map_task(0, INPUTS, EXEC / "t_hang.sh", job, 2))
-    pids = read_pids(pidfile)
-    send_json(registered.port, map_task(1, INPUTS, WC_MAP, job, 2))
+    for task_id, executable in enumerate([EXEC / "t_hang.sh", WC_MAP]):
+        send_json(registered.port,
+                  map_task(task_id, INPUTS, executable, job, 2))
+    pids = read_pids(pidfile)  # Task 0 runs; task 1 waits behind it.
     send_json(registered.port, REJOIN)
     msg = next_of(manager, "register")
     assert all(map(process_gone, pids)), "registered before its tasks ended"
