@@ -8,7 +8,6 @@ tasks as ever. The fake Manager (tests.util.FakePeer) sees exactly the
 specification's messages throughout.
 """
 
-import contextlib
 import logging
 import os
 
@@ -92,9 +91,18 @@ def test_the_register_waits_until_the_dropped_task_has_ended(
 
 
 def unblock(fifo):
-    """Open `fifo` for writing and close it, if a reader waits on it."""
-    with contextlib.suppress(OSError):
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    """Open `fifo` for writing once a reader waits on it, and close it.
+
+    The task may not have reached its `open` yet (a loaded machine): the
+    writer's end can be had only once it has.
+    """
+    def opened():
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            return False
+        return True
+    wait_for(opened, what="the task to open its input")
 
 
 def test_rejoin_when_idle_registers_at_once(manager, registered):
