@@ -31,9 +31,11 @@ from mapreduce.reactor import MessageServer, Reactor, send_datagram
 from mapreduce.reactor import send_message
 from mapreduce.service import Service
 from mapreduce.signing import manager_name, worker_name
+from mapreduce.worker.placing import sweep_local_dirs
 from mapreduce.worker.stderr import LoopStderr
+from mapreduce.worker.streaming import carried
 from mapreduce.worker.tasks import (
-    ProcessControl, TaskError, run_map_task, run_reduce_task,
+    ProcessControl, TaskError, run_map, run_reduce,
 )
 
 
@@ -280,6 +282,20 @@ class TaskPool:
             when_gone, self._when_gone = self._when_gone, None
             when_gone()
 
+    def sweep(self):
+        """Remove, in the pool thread, the task directories of dead Workers.
+
+        Tasks that come meanwhile wait for it, as they wait for a task.
+        """
+        self.reactor.run_in_pool(self._pool, self._swept, sweep_local_dirs,
+                                 self.reactor.log)
+
+    def _swept(self, future):
+        """On the loop: log what went wrong in a sweep, if anything did."""
+        if not future.cancelled() and future.exception() is not None:
+            self.reactor.log.error("Could not sweep old task directories: "
+                                   "%s", future.exception())
+
     def cancel(self):
         """Stop the children of every running or queued task."""
         for control in self._controls.values():
@@ -383,8 +399,13 @@ class WorkerServer(Service):
                       *self.address.manager)
 
     def before_run(self):
-        """Register with the Manager as soon as the loop runs."""
+        """Register with the Manager as soon as the loop runs.
+
+        Meanwhile the task directories of Workers that died on this
+        machine are swept.
+        """
         self.link.register()
+        self.tasks.sweep()
 
     def shut_down(self):
         """Stop as soon as possible: cancel tasks, leave the loop."""
@@ -436,27 +457,25 @@ class WorkerServer(Service):
         return self._rejoining
 
     def _on_map_task(self, msg):
-        """Queue a map task in the pool, unless it cannot make sense."""
+        """Queue a map task in the pool, unless it cannot make sense.
+
+        A streaming task may have 0 partitions: map-only.
+        """
         if self._ignored_while_rejoining(msg):
             return
-        if not 1 <= msg.num_partitions <= protocol.MAX_PARTITIONS:
-            self._refuse(msg, f"num_partitions must be between 1 and "
+        least = 0 if carried(msg) is not None else 1
+        if not least <= msg.num_partitions <= protocol.MAX_PARTITIONS:
+            self._refuse(msg, f"num_partitions must be between {least} and "
                               f"{protocol.MAX_PARTITIONS}, not "
                               f"{msg.num_partitions}")
             return
-        self.tasks.run(msg, run_map_task,
-                       (msg.task_id, msg.input_paths, msg.executable,
-                        msg.output_directory, msg.num_partitions),
-                       self._task_done)
+        self.tasks.run(msg, run_map, (msg,), self._task_done)
 
     def _on_reduce_task(self, msg):
         """Queue a reduce task in the pool."""
         if self._ignored_while_rejoining(msg):
             return
-        self.tasks.run(msg, run_reduce_task,
-                       (msg.task_id, msg.executable, msg.input_paths,
-                        msg.output_directory),
-                       self._task_done)
+        self.tasks.run(msg, run_reduce, (msg,), self._task_done)
 
     def _refuse(self, msg, reason):
         """Report at once that task `msg` fails for `reason`."""
@@ -473,9 +492,12 @@ class WorkerServer(Service):
         exc = future.exception()
         if exc is None:
             self.log.info("Finished %s task %d", _kind(msg), msg.task_id)
+            # Counters stay {} (absent) unless the task carried `streaming`.
             self.link.send(protocol.Finished(
                 task_id=msg.task_id, worker_host=self.address.host,
-                worker_port=self.address.port, assignment=msg.assignment))
+                worker_port=self.address.port,
+                counters=future.result().counters,
+                assignment=msg.assignment))
             return
         if isinstance(exc, TaskError):
             error = str(exc)
