@@ -15,6 +15,7 @@ machines can reach it warns, once, what anyone there can do.
 import contextlib
 import threading
 
+from mapreduce.auth import START_GRACE
 from mapreduce.reactor.net import is_loopback
 from mapreduce.signals import stop_on_signals
 from mapreduce.signing import signing
@@ -83,6 +84,12 @@ class Service:
         """
         closing = self._running.closing
         closing.callback(self.reactor.close)
+        if self.signed:
+            # Nothing signed before now was meant for this process (a
+            # client may sign as soon as the port listens, before `listen`
+            # returns); within the clocks' disagreement, it may have been.
+            self.reactor.envelope.authenticator.refuse_older_than_now(
+                START_GRACE)
         try:
             self.listen(closing)
         except BaseException:
@@ -96,8 +103,6 @@ class Service:
         envelope = self.reactor.envelope
         if envelope is not None:
             envelope.name = self.signed_name
-            # Nothing signed before now was meant for this process.
-            envelope.authenticator.refuse_older_than_now()
             self.log.info("Signing every message as %r; unsigned, "
                           "tampered, replayed and stale ones are refused",
                           envelope.name)

@@ -12,11 +12,11 @@ Workers, the job queue and the tasks; the History records what happens.
 """
 
 import dataclasses
-import shutil
 import tempfile
+import threading
 import time
 
-from mapreduce import defaults, protocol
+from mapreduce import defaults, filenames, protocol, sweep
 from mapreduce.logs import get_logger
 from mapreduce.manager import dashboard
 from mapreduce.manager.events import History
@@ -35,14 +35,12 @@ class ManagerOptions:
 
     shared_dir: object = None  # Parent of the shared directory; None: tmp.
     heartbeat_timeout: float = defaults.HEARTBEAT_TIMEOUT
+    rejoin_after: float = defaults.REJOIN_AFTER
     max_attempts: int = defaults.MAX_ATTEMPTS
     send_timeout: float = defaults.SEND_TIMEOUT
     poll_timeout: float = defaults.POLL_TIMEOUT
     # Port of the dashboard (0: a free one); None: no dashboard.
     web_port: object = None
-    # The cluster's secret (bytes): sign and check every message; None:
-    # the specification's plain messages.
-    secret: object = None
 
 
 class ManagerServer(Service):
@@ -54,12 +52,16 @@ class ManagerServer(Service):
     signed_name = MANAGER_NAME
 
     def __init__(self, host=defaults.MANAGER_HOST, port=defaults.MANAGER_PORT,
-                 options=None):
-        """Build a Manager for TCP and UDP `host:port`; nothing runs yet."""
+                 options=None, secret=None):
+        """Build a Manager for TCP and UDP `host:port`; nothing runs yet.
+
+        `options` are ManagerOptions; with bytes `secret`, every message
+        is signed and checked (see mapreduce.signing).
+        """
         super().__init__(Reactor(get_logger("Manager", port)))
         self.options = options or ManagerOptions()
         self.info = ManagerInfo(host, port, None, time.time())
-        self.sign_with(self.options.secret, worker_name)
+        self.sign_with(secret, worker_name)
         self.scheduler = Scheduler(self.reactor, History(self.reactor.log),
                                    self.options)
         self.followers = Followers(self.reactor, self._answer_job,
@@ -93,10 +95,15 @@ class ManagerServer(Service):
     # Life cycle.
 
     def listen(self, closing):
-        """Make the shared directory; listen for TCP, UDP and the page."""
-        shared = tempfile.mkdtemp(prefix="mapreduce-shared-",
-                                  dir=self.options.shared_dir)
-        closing.callback(shutil.rmtree, shared, ignore_errors=True)
+        """Make the shared directory; listen for TCP, UDP and the page.
+
+        The shared directories that dead Managers left in the same place
+        are swept in a thread of their own, while the Manager runs.
+        """
+        owned = sweep.OwnedDirectory(filenames.SHARED_DIR_PREFIX,
+                                     self.options.shared_dir)
+        closing.callback(self._remove_shared, owned)
+        shared = owned.name
         tcp = MessageServer(self.reactor, self.info.host, self.info.port,
                             self._on_message)
         closing.callback(tcp.close)
@@ -111,8 +118,23 @@ class ManagerServer(Service):
         self.info.shared_dir = self.scheduler.shared_dir = shared
         self.history.record("manager_started", host=self.info.host,
                             port=tcp.port, shared_dir=shared)
+        sweeper = threading.Thread(
+            target=sweep.sweep, name=f"manager-{tcp.port}-sweep",
+            args=(tempfile.gettempdir() if self.options.shared_dir is None
+                  else self.options.shared_dir,
+                  filenames.SHARED_DIR_PREFIX, self.log))
+        sweeper.start()
+        closing.callback(sweeper.join)
         if self.options.web_port is not None:
             self._open_dashboard(closing)
+
+    def _remove_shared(self, owned):
+        """Remove the shared directory at the end; a failure is a warning."""
+        try:
+            owned.cleanup()
+        except OSError as exc:
+            self.log.warning("Could not remove the shared directory %s: %s",
+                             owned.name, exc)
 
     def _open_dashboard(self, closing):
         """Serve the dashboard on the web port; on failure, go on without.
@@ -156,9 +178,13 @@ class ManagerServer(Service):
                               self.log, None, peer=peer)
 
     def _to_scheduler(self, msg, _reply):
-        """Hand a Worker's message to the Scheduler, unless stopping."""
+        """Hand a Worker's message to the Scheduler, unless stopping.
+
+        A signed Manager takes only signed messages: their Workers are
+        ours, and get the `assignment` extension.
+        """
         if not self.scheduler.stopping:
-            self.scheduler.handle(msg)
+            self.scheduler.handle(msg, signed=self.signed)
 
     def _on_new_job(self, msg, reply):
         """Queue a job and answer with its id on the same connection.
@@ -222,13 +248,14 @@ class ManagerServer(Service):
 class Manager(ManagerServer):
     """The specification's Manager: the constructor runs it until shutdown."""
 
-    def __init__(self, host, port, shared_dir=None, **settings):
+    def __init__(self, host, port, shared_dir=None, secret=None, **settings):
         """Listen on TCP and UDP `host:port` and run until shut down.
 
         The shared directory is made inside `shared_dir` (default: the
-        system temp dir) and removed at the end. `settings` are the other
+        system temp dir) and removed at the end. With bytes `secret`,
+        every message is signed and checked. `settings` are the other
         ManagerOptions (heartbeat_timeout, max_attempts, ...).
         """
         super().__init__(host, port, ManagerOptions(shared_dir=shared_dir,
-                                                    **settings))
+                                                    **settings), secret)
         self.run_blocking()

@@ -29,7 +29,9 @@ from mapreduce.worker.partition import (
     PartitionCountError, PartitionNumberError, partition_by_numbers,
     partition_stream,
 )
-from mapreduce.worker.placing import local_dir, move_into, open_input
+from mapreduce.worker.placing import (
+    OutputDirectory, local_dir, move_into, open_input,
+)
 from mapreduce.worker.processes import (
     ProcessControl, TaskCancelled, TaskError, exit_failure,
 )
@@ -98,12 +100,15 @@ def run_map(task, *, control=None):
     with `LC_ALL=C sort`, put through the job's combiner if it has one,
     and moved into `output_directory`. A map-only task (num_partitions 0)
     writes the mapper's output, input by input, to `part-{task_id:05d}`
-    instead. Raises TaskError (nothing moved) on failure.
+    instead. The output directory is opened first: files go into the
+    directory that was there when the task started, or nowhere (the
+    zombie fence). Raises TaskError (nothing moved) on failure.
     """
     control = control or ProcessControl(LOG)
     programs = Programs(task, control.log)
     streaming = programs.streaming
-    with local_dir(task.task_id) as directory:
+    with OutputDirectory.open(task.output_directory) as target, \
+            local_dir(task.task_id) as directory:
         if task.num_partitions == 0:
             names = [filenames.map_only_output_name(task.task_id)]
             paths = [os.path.join(directory, names[0])]
@@ -120,7 +125,7 @@ def run_map(task, *, control=None):
             if streaming is not None and streaming.combiner:
                 _combine_files(paths, streaming.combiner, control, programs)
         for path in paths:
-            move_into(path, task.output_directory)
+            move_into(path, target)
     return TaskResult(names, programs.counters(), programs.status)
 
 
@@ -129,19 +134,21 @@ def run_reduce(task, *, control=None):
 
     The sorted input files are merged into one sorted stream and piped
     into the reducer, whose output becomes `part-{task_id:05d}` in
-    `output_directory`. Raises TaskError (nothing moved) on failure.
+    `output_directory` (opened first, as for a map task). Raises
+    TaskError (nothing moved) on failure.
     """
     control = control or ProcessControl(LOG)
     programs = Programs(task, control.log)
     name = filenames.reduce_output_name(task.task_id)
-    with local_dir(task.task_id) as directory:
+    with OutputDirectory.open(task.output_directory) as target, \
+            local_dir(task.task_id) as directory:
         path = os.path.join(directory, name)
         with contextlib.ExitStack() as stack:
             inputs = [open_input(input_path, stack)
                       for input_path in task.input_paths]
             output = stack.enter_context(open(path, "wb", buffering=0))
             _reduce_into(output, inputs, task, control, programs)
-        move_into(path, task.output_directory)
+        move_into(path, target)
     return TaskResult([name], programs.counters(), programs.status)
 
 
