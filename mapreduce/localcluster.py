@@ -651,6 +651,14 @@ class ProcessCluster(_Cluster):
         return None if path is None else auth.load_secret(path)
 
     @property
+    def manager_options(self):
+        """Return the Manager's options: no dashboard unless asked for.
+
+        Clusters side by side would all try the default dashboard port.
+        """
+        return {"web_port": "off", **self.settings.manager}
+
+    @property
     def manager_log(self):
         """Return the path of the Manager's log file."""
         return self.logs / "manager.log"
@@ -670,7 +678,7 @@ class ProcessCluster(_Cluster):
             self.manager = self._spawn([
                 command("mapreduce-manager"), "--host", LOCALHOST, "--port",
                 str(self.port), "--shared_dir", str(self.shared),
-                *options_of(self.settings.manager)], self.manager_log)
+                *options_of(self.manager_options)], self.manager_log)
             if wait_listening(self.manager, self.port):
                 break
             if attempt == START_ATTEMPTS:

@@ -213,6 +213,45 @@ class Guard:
         return True
 
 
+class Watch:
+    """The files a loop watches: a selector, with two slots per file.
+
+    Each file's selector data is its (reader, writer) pair of callbacks,
+    each `(callback, args)` or None.
+    """
+
+    def __init__(self):
+        """Watch nothing yet."""
+        self.selector = selectors.DefaultSelector()
+        # The selector's own lookup of a file it does not watch raises a
+        # KeyError that formats the file's repr: cheaper to know here.
+        self._watched = set()
+
+    def put(self, fileobj, slot, callback):
+        """Put `callback` in slot 0 (read) or 1 (write) of `fileobj`.
+
+        Return whether the slot held a callback. A file with both slots
+        empty is no longer watched.
+        """
+        key = (self.selector.get_key(fileobj) if fileobj in self._watched
+               else None)
+        data = list(key.data) if key else [None, None]
+        had = data[slot] is not None
+        data[slot] = callback
+        events = ((_EVENT_READ if data[0] else 0)
+                  | (_EVENT_WRITE if data[1] else 0))
+        if key is None:
+            if events:
+                self.selector.register(fileobj, events, tuple(data))
+                self._watched.add(fileobj)
+        elif events:
+            self.selector.modify(fileobj, events, tuple(data))
+        else:
+            self.selector.unregister(fileobj)
+            self._watched.discard(fileobj)
+        return had
+
+
 class Reactor:
     """A single-threaded event loop over `selectors.DefaultSelector`.
 
@@ -231,7 +270,7 @@ class Reactor:
         `clock` gives the loop's time in seconds (tests pass a fake one).
         """
         self.log = logger or logging.getLogger(__name__)
-        self._selector = selectors.DefaultSelector()
+        self._watch = Watch()
         self._timers = Timers(clock)
         self._ready = collections.deque()
         self._stopping = False
@@ -296,23 +335,7 @@ class Reactor:
 
     def _set_interest(self, fileobj, slot, callback):
         """Put `callback` in the reader (0) or writer (1) slot of `fileobj`."""
-        try:
-            key = self._selector.get_key(fileobj)
-        except KeyError:
-            key = None
-        data = list(key.data) if key else [None, None]
-        had = data[slot] is not None
-        data[slot] = callback
-        events = ((_EVENT_READ if data[0] else 0)
-                  | (_EVENT_WRITE if data[1] else 0))
-        if key is None:
-            if events:
-                self._selector.register(fileobj, events, tuple(data))
-        elif events:
-            self._selector.modify(fileobj, events, tuple(data))
-        else:
-            self._selector.unregister(fileobj)
-        return had
+        return self._watch.put(fileobj, slot, callback)
 
     # Futures from a concurrent.futures pool.
 
@@ -344,7 +367,7 @@ class Reactor:
         """Release the selector and the self-pipe; the loop must be done."""
         if not self._waker.close():
             return
-        self._selector.close()
+        self._watch.selector.close()
         self._timers.clear()
         self._ready.clear()
 
@@ -359,7 +382,7 @@ class Reactor:
 
     def _run_once(self):
         """Wait for events or the next deadline, then run what is due."""
-        for key, mask in self._selector.select(self._timeout()):
+        for key, mask in self._watch.selector.select(self._timeout()):
             if mask & _EVENT_READ:
                 self._dispatch(key.fd, 0)
             if mask & _EVENT_WRITE:
@@ -393,7 +416,7 @@ class Reactor:
         Looked up afresh because an earlier callback of the same turn may
         have removed or replaced it.
         """
-        key = self._selector.get_map().get(fd)
+        key = self._watch.selector.get_map().get(fd)
         if key is not None and key.data[slot] is not None:
             callback, args = key.data[slot]
             self._call(callback, args)

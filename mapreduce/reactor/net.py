@@ -306,6 +306,10 @@ class StreamServer(Server):
         """Return how many connections are open."""
         return len(self._connections)
 
+    def connections(self):
+        """Return the open connections, oldest first."""
+        return list(self._connections)
+
     def close(self):
         """Stop listening and close every connection still open."""
         for connection in list(self._connections):
