@@ -16,6 +16,7 @@ import click
 from mapreduce import client, defaults, protocol
 from mapreduce.executables import locate
 from mapreduce.manager.safety import output_problem
+from mapreduce.options import secret_file
 from mapreduce.progress import ProgressView, failure_text, success_lines
 
 # Exit status when the Manager went away, or shut down, before the job
@@ -45,10 +46,10 @@ def _fail(message, exit_code=1):
     return error
 
 
-def send_shutdown(host, port):
+def send_shutdown(address):
     """Send a `shutdown` message; raise ClickException on failure."""
     try:
-        client.shut_down((host, port))
+        client.shut_down(address)
     except client.ClientError as exc:
         raise _fail(str(exc)) from exc
 
@@ -190,11 +191,13 @@ def _wait(address, job_id):
                    "more than an earlier job's part files.")
 @click.option("--shutdown", "-s", is_flag=True, default=False,
               help="Shut down the Manager and its Workers instead.")
+@secret_file
 def main(**options):
     """Submit a MapReduce job to a Manager, or shut the Manager down."""
-    host, port = address = options["host"], options["port"]
+    host, port = options["host"], options["port"]
+    address = client.manager_address(host, port, options["secret"])
     if options["shutdown"]:
-        send_shutdown(host, port)
+        send_shutdown(address)
         click.echo(f"Shut down Manager {host}:{port}")
         return
     job = _job(options)

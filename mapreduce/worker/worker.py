@@ -23,6 +23,7 @@ from mapreduce.logs import get_logger
 from mapreduce.reactor import MessageServer, Reactor, send_datagram
 from mapreduce.reactor import send_message
 from mapreduce.service import Service
+from mapreduce.signing import manager_name, worker_name
 from mapreduce.worker.stderr import LoopStderr
 from mapreduce.worker.tasks import (
     ProcessControl, TaskError, run_map_task, run_reduce_task,
@@ -31,13 +32,16 @@ from mapreduce.worker.tasks import (
 
 @dataclasses.dataclass
 class WorkerOptions:
-    """A Worker's timings, in seconds (see mapreduce.defaults)."""
+    """A Worker's timings, in seconds (see mapreduce.defaults); its secret."""
 
     heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL
     retry_interval: float = defaults.RETRY_INTERVAL
     send_timeout: float = defaults.SEND_TIMEOUT
     ack_timeout: float = defaults.ACK_TIMEOUT
     send_attempts: int = defaults.SEND_ATTEMPTS
+    # The cluster's secret (bytes): sign and check every message; None:
+    # the specification's plain messages.
+    secret: object = None
 
 
 @dataclasses.dataclass
@@ -147,7 +151,8 @@ class ManagerLink:
             return
         msg = protocol.Heartbeat(worker_host=self.address.host,
                                  worker_port=self.address.port)
-        send_datagram(*self.address.manager, protocol.encode(msg), self.log)
+        send_datagram(*self.address.manager, protocol.encode(msg), self.log,
+                      self.reactor.envelope)
         self.reactor.call_later(self.options.heartbeat_interval,
                                 self._heartbeat)
 
@@ -202,6 +207,8 @@ class WorkerServer(Service):
     """A Worker that code can build, start and stop."""
 
     name = "worker"
+    exposure = ("anyone who can reach this port can make this Worker run "
+                "any program, and shut it down")
 
     def __init__(self, host, port, manager_host, manager_port, *,
                  options=None):
@@ -214,6 +221,7 @@ class WorkerServer(Service):
         self.address = WorkerAddress(host, port, manager_host, manager_port)
         self.link = ManagerLink(self.reactor, self.address,
                                 options or WorkerOptions())
+        self.sign_with(self.options.secret, manager_name)
         self.tasks = TaskPool(self.reactor)
         self._handlers = {
             protocol.Shutdown: lambda _msg: self.shut_down(),
@@ -226,6 +234,16 @@ class WorkerServer(Service):
     def port(self):
         """Return the port the Worker listens on (known once open)."""
         return self.address.port
+
+    @property
+    def host(self):
+        """Return the address the Worker listens on."""
+        return self.address.host
+
+    @property
+    def signed_name(self):
+        """Return the Worker's name in envelopes: where it listens."""
+        return worker_name((self.address.host, self.address.port))
 
     @property
     def options(self):
