@@ -25,11 +25,14 @@ import time
 import pytest
 
 from bench.chaos_runs import check_assignments
-from mapreduce.localcluster import output_lines, pipeline_output, wait_for
+from mapreduce.localcluster import (
+    command, output_lines, pipeline_output, wait_for,
+)
 from tests.netbed import Bed, BedError, bed_namespaces, sweep, unavailable
 from tests.netbed_cluster import (
     BedCluster, BedClusterOptions, JobSpec, remote_worker,
 )
+from tests.netbed_outsider import Outsider, Recorder, pwn_script, write_secret
 from tests.util import EXEC, TESTDATA
 
 REASON = unavailable()
@@ -70,6 +73,21 @@ def fixture_cluster(bed, tmp_path):
     marker_dir.mkdir()
     cluster = BedCluster(bed, tmp_path, BedClusterOptions(
         env={"C_MARKER_DIR": str(marker_dir)}))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(name="signed_cluster")
+def fixture_signed_cluster(bed, tmp_path):
+    """Give a running cluster in the bed whose every command has a secret."""
+    marker_dir = tmp_path / "markers"
+    marker_dir.mkdir()
+    cluster = BedCluster(bed, tmp_path, BedClusterOptions(
+        env={"C_MARKER_DIR": str(marker_dir)},
+        secret_file=write_secret(tmp_path / "secret.key")))
     try:
         cluster.start()
         yield cluster
@@ -422,6 +440,91 @@ def test_zombie_reduce_task_cannot_touch_a_later_job(cluster):
     print(f"[netbed] zombie reduce task: cut {healed - cut:.1f}s, through "
           f"2 jobs; healed: registered again after "
           f"{to_register:.1f}s; the later job's output untouched")
+
+
+REFUSED = r"Refused a message from 10\.77\.0\.200:"
+
+
+def attack(cluster, outsider, captured):
+    """Have the outsider try everything it can while a job runs.
+
+    Returns {host: how many refusals its log must show}. (A process logs
+    at most 10 refusals a minute, then counts them: the Manager gets 9.)
+    """
+    outsider.replay("manager", captured)
+    outsider.replay("worker1", captured)
+    trophies = cluster.workdir / "trophies"
+    trophies.mkdir()
+    pwn = pwn_script(cluster.workdir / "pwn.sh", trophies)
+    job = JobSpec(TESTDATA / "input", cluster.workdir / "pwned", pwn, pwn)
+    submitted = [outsider.submit(job), outsider.submit(
+        job, outsider.directory / "wrong.key")]
+    assert all(result.returncode != 0 for result in submitted), submitted
+    outsider.task_to_worker("worker1", pwn, TESTDATA / "input" / "file01",
+                            cluster.workdir / "pwned")
+    outsider.heartbeat("worker1")
+    task_id = int(re.search(r"task_id=(\d+)", held_by(
+        cluster, "worker1", "MapTask")).group(1))
+    outsider.finished("worker1", task_id)
+    for host in ("manager", *WORKERS):
+        outsider.shutdown(host)
+    return {"manager": 1 + 2 + 2 + 2 + 2, "worker1": 1 + 2 + 2,
+            "worker2": 2, "worker3": 2}
+
+
+def test_outsider_can_do_nothing_to_a_signed_cluster(signed_cluster):
+    """An outsider reaching every port of a signed cluster achieves nothing.
+
+    A real client submits a gated job through a recorder on the client
+    host (so the test holds the exact bytes of a signed message that
+    reached the Manager). While every Worker holds a map task, the
+    outsider submits jobs (no secret, a wrong one), sends a task to a
+    Worker, forges heartbeats, a `finished` and a `shutdown` to every
+    process, and replays the captured job to the Manager and a Worker.
+    Nothing runs, nothing stops, the job is not run twice, the Workers
+    keep their tasks, every log shows its refusals, and the job's
+    result is right.
+    """
+    cluster = signed_cluster
+    log = cluster.log("manager")
+    recorder = Recorder(cluster.bed, "client", 7000,
+                        cluster.workdir / "captured")
+    job = job_in(cluster, "c_gated_map.sh", mappers=3, reducers=2)
+    relayed = subprocess.run(cluster.bed.command("client", [
+        command("mapreduce-submit"), "--host", address(cluster, "client"),
+        "--port", 7000, *cluster.options.secret_options(),
+        *job.arguments()]), capture_output=True, text=True, check=False,
+        timeout=60)
+    assert relayed.returncode == 0, relayed.stderr
+    captured = recorder.captured()
+    wait_for(lambda: len(gated(cluster, "map")) == 3,
+             what="every Worker to hold a gated map task")
+    log.poll()  # Lines written before the attack are stamped before it.
+    attacked = time.monotonic()
+    outsider = Outsider(cluster.bed, cluster.workdir / "outsider")
+    refusals = attack(cluster, outsider, captured)
+    for host, count in refusals.items():
+        cluster.log(host).wait(REFUSED, count=count, since=0, timeout=10)
+    lasted = time.monotonic() - attacked
+    assert log.grep(REFUSED + r".*replayed")
+    assert cluster.log("worker1").grep(REFUSED + r".*meant for 'manager'")
+    assert all(process.poll() is None
+               for process in cluster.processes.values())
+    assert not list((cluster.workdir / "trophies").iterdir())
+    assert not (cluster.workdir / "pwned").exists()
+    assert len(log.grep(r"Received Job")) == 1
+    assert not log.grep(r"\) finished |Marked|Registered|Took|Shutting down"
+                        r"|Received Job", since=attacked)
+    release(cluster)
+    log.wait(r"Finished Job", timeout=60)
+    assert output_lines(job.output) == expected(job)
+    assert check_assignments(log.texts()).reassigned == 0
+    print(f"[netbed] outsider against a signed cluster: {outsider.sent} "
+          f"forged or replayed messages and 2 submits in {lasted:.1f}s, "
+          "every one refused and logged (" + ", ".join(
+              f"{host} {len(cluster.log(host).grep(REFUSED))}"
+              for host in refusals) + "); nothing ran, nothing stopped, "
+          "the job's output right")
 
 
 def running(pid):
