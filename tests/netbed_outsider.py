@@ -43,7 +43,8 @@ def pwn_script(path, trophies):
     It then copies stdin to stdout, so as a mapper it would "work".
     """
     path = pathlib.Path(path)
-    path.write_text(f"#!/bin/sh\ntouch '{trophies}/ran-$$'\nexec cat\n")
+    path.write_text(f"#!/bin/sh\ntouch '{trophies}/ran-$$'\nexec cat\n",
+                    encoding="utf-8")
     path.chmod(0o755)
     return path
 
