@@ -20,6 +20,9 @@ HEARTBEAT_TIMEOUT = 10.0
 # A Worker the Manager has marked dead, or never saw register, that keeps
 # beating this long is told to register again (the `rejoin` extension).
 REJOIN_AFTER = 4.0
+# The most unregistered addresses whose heartbeats the Manager follows at
+# once, to tell them to register: a flood of forged heartbeats stays small.
+MAX_STRANGERS = 256
 # A task that fails this many times fails its job.
 MAX_ATTEMPTS = 3
 # Seconds the Manager or a Worker gives one outgoing message to be delivered.

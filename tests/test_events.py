@@ -13,7 +13,7 @@ from mapreduce import defaults, protocol
 from mapreduce.manager import events
 from mapreduce.manager.events import History
 from mapreduce.manager.job import MapTask, ReduceTask
-from mapreduce.manager.registry import BUSY, WorkerRegistry
+from mapreduce.manager.registry import BUSY, Assignment, WorkerRegistry
 from mapreduce.manager.scheduler import JobQueue
 from mapreduce.manager.status import ManagerInfo, job_detail, status_snapshot
 
@@ -211,7 +211,8 @@ def test_snapshot_shape(history, clock):
     history.record("job_rejected", job=ended, reason="no input")
     history.record("job_started", job=running, total=2)
     task = MapTask(running, 1, ["/a"])
-    busy.state, busy.task = BUSY, task
+    busy.state = BUSY
+    busy.assignment = Assignment(task, busy.key, 1)
     history.record("task_assigned", task=task, worker=busy)
     info = ManagerInfo("localhost", 6000, "/shared", 900.0)
     clock.now += 2

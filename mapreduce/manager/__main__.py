@@ -48,6 +48,7 @@ class WebPort(click.ParamType):
                    "files; every Worker must reach it. Default: the "
                    "system temp dir.")
 @hidden_timings(heartbeat_timeout=defaults.HEARTBEAT_TIMEOUT,
+                rejoin_after=defaults.REJOIN_AFTER,
                 max_attempts=defaults.MAX_ATTEMPTS,
                 send_timeout=defaults.SEND_TIMEOUT)
 @secret_file

@@ -37,6 +37,8 @@ KINDS = {
     "worker_back": Kind(logging.INFO,
                         "Registered {worker!r} again (it was {was})"),
     "worker_dead": Kind(logging.WARNING, "Marked {worker!r} dead: {reason}"),
+    "worker_rejoin": Kind(logging.INFO,
+                          "Told {who} to register again: {reason}"),
     "job_queued": Kind(logging.INFO, "Received {job!r}"),
     "job_rejected": Kind(logging.ERROR, "Rejected {job!r}: {reason}"),
     "job_started": Kind(logging.INFO, "Started {job!r}"),

@@ -35,6 +35,7 @@ class ManagerOptions:
 
     shared_dir: object = None  # Parent of the shared directory; None: tmp.
     heartbeat_timeout: float = defaults.HEARTBEAT_TIMEOUT
+    rejoin_after: float = defaults.REJOIN_AFTER
     max_attempts: int = defaults.MAX_ATTEMPTS
     send_timeout: float = defaults.SEND_TIMEOUT
     poll_timeout: float = defaults.POLL_TIMEOUT

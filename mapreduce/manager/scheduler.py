@@ -7,16 +7,18 @@ logs it and keeps it for the status answers.
 """
 
 import collections
+import dataclasses
 import itertools
 import os
 import shutil
 
-from mapreduce import protocol
+from mapreduce import defaults, protocol
 from mapreduce.manager.events import failure_fields
 from mapreduce.manager.job import Job, Stage
 from mapreduce.manager.registry import (
     BUSY, DEAD, JOINING, READY, WorkerRegistry,
 )
+from mapreduce.manager.rejoin import REJOIN, TURNED_AWAY, RejoinWatch
 from mapreduce.manager.safety import job_problem
 from mapreduce.reactor import send_message
 
@@ -59,7 +61,9 @@ class Scheduler:
         self.history = history
         self.options = options
         self.shared_dir = None
-        self.registry = WorkerRegistry()
+        self.registry = WorkerRegistry(RejoinWatch(
+            options.rejoin_after, options.heartbeat_timeout,
+            defaults.MAX_STRANGERS))
         self.queue = JobQueue()
         self.stopping = False
 
@@ -73,9 +77,16 @@ class Scheduler:
         """Return the running job, or None."""
         return self.queue.running
 
-    def handle(self, msg):
-        """Handle a message from a Worker."""
-        getattr(self, _HANDLERS[type(msg)])(msg)
+    def handle(self, msg, signed=False):
+        """Handle a message from a Worker.
+
+        `signed` says the message came signed (see mapreduce.auth): a
+        Worker that registers so gets its tasks' `assignment` serials.
+        """
+        if isinstance(msg, protocol.Register):
+            self.on_register(msg, signed)
+        else:
+            getattr(self, _HANDLERS[type(msg)])(msg)
 
     def _send(self, worker, msg, on_sent=None):
         """Send `msg` to `worker`; a failure marks the Worker dead."""
@@ -89,9 +100,10 @@ class Scheduler:
 
     # Workers.
 
-    def on_register(self, msg):
+    def on_register(self, msg, signed=False):
         """Record a Worker (again), acknowledge, then hand out work."""
         now = self.reactor.time()
+        self.registry.rejoins.forget((msg.worker_host, msg.worker_port))
         worker = self.registry.get(msg.worker_host, msg.worker_port)
         if worker is None:
             worker = self.registry.add(msg.worker_host, msg.worker_port, now)
@@ -102,6 +114,7 @@ class Scheduler:
             self._take_back_task(worker)
             worker.last_seen = now
         worker.state = JOINING
+        worker.signs = signed
         self._watch(worker)
 
         def acknowledged():
@@ -111,11 +124,42 @@ class Scheduler:
         self._send(worker, protocol.RegisterAck(), on_sent=acknowledged)
 
     def on_heartbeat(self, msg):
-        """Note that a registered, live Worker is still there."""
+        """Note that a registered, live Worker is still there.
+
+        A dead or unknown Worker that keeps beating is told, now and
+        then, to register again (see mapreduce.manager.rejoin).
+        """
         worker = self.registry.get(msg.worker_host, msg.worker_port)
-        if worker is None or worker.state == DEAD:
+        now = self.reactor.time()
+        if worker is not None and worker.state != DEAD:
+            worker.last_seen = now
             return
-        worker.last_seen = self.reactor.time()
+        address = (msg.worker_host, msg.worker_port)
+        rejoins = self.registry.rejoins
+        verdict = rejoins.beat(address, now, stranger=worker is None)
+        if verdict == REJOIN:
+            self._tell_to_rejoin(address, worker)
+        elif verdict == TURNED_AWAY:
+            self.log.warning("Ignoring heartbeats from new unregistered "
+                             "addresses: already following %d (%d "
+                             "heartbeats turned away so far)",
+                             rejoins.limit, rejoins.turned_away)
+
+    def _tell_to_rejoin(self, address, worker):
+        """Send `rejoin` to a beating Worker the Manager does not count."""
+        if worker is None:
+            self.history.record("worker_rejoin", who=_address(*address),
+                                reason="it beats but has not registered")
+        else:
+            self.history.record("worker_rejoin", who=repr(worker),
+                                reason="it is marked dead but beats")
+        self.log.debug("Sending %r to %s", protocol.Rejoin(),
+                       _address(*address))
+        send_message(self.reactor, address, protocol.encode(protocol.Rejoin()),
+                     timeout=self.options.send_timeout,
+                     on_error=lambda exc: self.log.info(
+                         "Could not send rejoin to %s: %s",
+                         _address(*address), exc))
 
     def _watch(self, worker):
         """Make sure a deadline will check that `worker` keeps beating."""
@@ -153,7 +197,7 @@ class Scheduler:
 
     def _take_back_task(self, worker, first=False):
         """Put the task `worker` holds back in its stage's queue."""
-        task, worker.task = worker.task, None
+        task, worker.assignment = worker.task, None
         if task is None:
             return
         if task.job is self.job and task.job.stage.requeue(task, first):
@@ -286,18 +330,26 @@ class Scheduler:
             self.history.record("job_waiting", job=self.job, reason=reason)
 
     def _assign(self, task, worker):
-        """Give `task` to `worker` and send it the task's message."""
+        """Give `task` to `worker` and send it the task's message.
+
+        A Worker that signs its messages gets the assignment's serial in
+        the message, and echoes it in its report.
+        """
         worker.state = BUSY
-        worker.task = task
+        assignment = self.registry.assign(worker, task)
         self.history.record("task_assigned", task=task, worker=worker)
-        self._send(worker, task.message())
+        msg = task.message()
+        if worker.signs:
+            msg = dataclasses.replace(msg, assignment=assignment.serial)
+        self._send(worker, msg)
 
     def _worker_done(self, msg):
         """Free the Worker that sent `msg` and return the task it held.
 
-        Returns None, after logging why, when the report does not match
-        what the Manager assigned: unknown or dead Worker, no task, or a
-        different task.
+        Returns None, after logging why, when the report does not answer
+        the assignment the Worker holds: unknown or dead Worker, no task,
+        a different task, or (when the report carries one) a different
+        assignment serial.
         """
         worker = self.registry.get(msg.worker_host, msg.worker_port)
         if worker is None or worker.state == DEAD:
@@ -305,14 +357,21 @@ class Scheduler:
                              "dead Worker", msg.message_type, msg.task_id,
                              _address(msg.worker_host, msg.worker_port))
             return None
-        task = worker.task
-        if task is None or task.task_id != msg.task_id:
+        assignment = worker.assignment
+        if assignment is None or assignment.task_id != msg.task_id:
             self.log.warning("Ignored %s of task %d from %r: it holds %r",
-                             msg.message_type, msg.task_id, worker, task)
+                             msg.message_type, msg.task_id, worker,
+                             worker.task)
             return None
-        worker.task = None
+        if not assignment.answers(msg):
+            self.log.warning("Ignored %s of task %d from %r: it answers "
+                             "assignment %d, the Worker holds %r",
+                             msg.message_type, msg.task_id, worker,
+                             msg.assignment, assignment)
+            return None
+        worker.assignment = None
         worker.state = READY
-        return task, worker
+        return assignment.task, worker
 
     def on_finished(self, msg):
         """Record a finished task and move the job on."""

@@ -12,6 +12,13 @@ beats and delivers messages to the Manager; the `TaskPool` runs tasks one
 at a time in a pool thread, so that the loop keeps answering messages and
 sending heartbeats, while the loop reads the children's stderr. When a
 task ends, its result comes back to the loop thread, which reports it.
+
+A Manager that does not count this Worker (it marked it dead, or it is a
+new Manager that never saw it register) sends `rejoin` (an extension).
+The Worker then drops every task it holds, running or queued, reporting
+none of them; it stops beating; once the tasks' processes are gone and
+every report already on its way has been delivered (or given up), it
+registers again as at start-up.
 """
 
 import concurrent.futures
@@ -64,6 +71,47 @@ def _kind(msg):
     return "map" if isinstance(msg, protocol.NewMapTask) else "reduce"
 
 
+class Registration:
+    """Where a Worker's registration stands; loop thread only."""
+
+    def __init__(self):
+        """Not registered, nothing sent."""
+        self.acknowledged = False
+        self.pending = False  # A register is out, not acknowledged yet.
+        self.timer = None  # The next try at registering.
+        self.failures = 0  # Registers that could not be delivered.
+
+    def cancel_timer(self):
+        """Forget the next try at registering, if one is planned."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+class Deliveries:
+    """Counts the messages on their way, to wait until none is."""
+
+    def __init__(self):
+        """None on its way."""
+        self.count = 0
+        self._waiting = []
+
+    def done(self):
+        """Count one message done with (sent, or given up)."""
+        self.count -= 1
+        if not self.count:
+            waiting, self._waiting = self._waiting, []
+            for callback in waiting:
+                callback()
+
+    def when_none(self, callback):
+        """Run `callback()` once no message is on its way (now if none)."""
+        if self.count:
+            self._waiting.append(callback)
+        else:
+            callback()
+
+
 class ManagerLink:
     """A Worker's side of talking to the Manager; loop thread only.
 
@@ -76,48 +124,63 @@ class ManagerLink:
         self.reactor = reactor
         self.address = address
         self.options = options
-        self.registered = False
         self.stopping = False
-        self._register_timer = None
-        self._register_failures = 0
+        self._registration = Registration()
+        self._deliveries = Deliveries()
+        self._beat_timer = None
 
     @property
     def log(self):
         """Return the Worker's logger."""
         return self.reactor.log
 
-    def send(self, msg, attempts=None):
-        """Send `msg` to the Manager, trying again a few times if it fails."""
-        if attempts is None:
-            attempts = self.options.send_attempts
+    @property
+    def registered(self):
+        """Tell whether the Manager has acknowledged the registration."""
+        return self._registration.acknowledged
 
+    def send(self, msg):
+        """Send `msg` to the Manager, trying again a few times if it fails."""
+        self._deliveries.count += 1
+        self._send(msg, self.options.send_attempts)
+
+    def _send(self, msg, attempts):
+        """Make one attempt at delivering `msg`; `attempts` are left."""
         def failed(exc):
             if attempts > 1 and not self.stopping:
                 self.log.warning("Could not send %s to the Manager (%s); "
                                  "trying again", msg.message_type, exc)
                 self.reactor.call_later(self.options.retry_interval,
-                                        self.send, msg, attempts - 1)
+                                        self._send, msg, attempts - 1)
             else:
                 self.log.error("Could not send %r to the Manager: %s",
                                msg, exc)
+                self._deliveries.done()
         self.log.debug("Sending %r", msg)
         send_message(self.reactor, self.address.manager, protocol.encode(msg),
-                     timeout=self.options.send_timeout, on_error=failed)
+                     timeout=self.options.send_timeout,
+                     on_sent=self._deliveries.done, on_error=failed)
+
+    def when_delivered(self, callback):
+        """Run `callback()` once no message is on its way (now if none)."""
+        self._deliveries.when_none(callback)
 
     def register(self):
         """Send `register`, and again every so often until acknowledged."""
-        self._register_timer = None
-        if self.registered or self.stopping:
+        registration = self._registration
+        registration.cancel_timer()
+        if registration.acknowledged or self.stopping:
             return
+        registration.pending = True
 
         def retry_after(delay):
-            if not self.registered and not self.stopping:
-                self._register_timer = self.reactor.call_later(
-                    delay, self.register)
+            if not registration.acknowledged and not self.stopping:
+                registration.timer = self.reactor.call_later(delay,
+                                                             self.register)
 
         def failed(exc):
-            self._register_failures += 1
-            if self._register_failures == 1:
+            registration.failures += 1
+            if registration.failures == 1:
                 self.log.warning("Cannot reach the Manager at %s:%s (%s); "
                                  "trying again every %gs",
                                  *self.address.manager, exc,
@@ -135,26 +198,39 @@ class ManagerLink:
                      on_error=failed)
 
     def on_register_ack(self, _msg):
-        """Start beating once the Manager has recorded this Worker."""
-        if self.registered:
+        """Start beating once the Manager has recorded this Worker.
+
+        An ack that answers no register of ours (a repeated one, or one
+        that comes while the Worker drops its tasks) changes nothing.
+        """
+        registration = self._registration
+        if registration.acknowledged or not registration.pending:
             return
-        self.registered = True
-        if self._register_timer is not None:
-            self._register_timer.cancel()
+        registration.acknowledged = True
+        registration.pending = False
+        registration.cancel_timer()
         self.log.info("Registered with the Manager at %s:%s",
                       *self.address.manager)
         self._heartbeat()
 
     def _heartbeat(self):
         """Send one heartbeat and plan the next."""
-        if self.stopping:
+        self._beat_timer = None
+        if self.stopping or not self.registered:
             return
         msg = protocol.Heartbeat(worker_host=self.address.host,
                                  worker_port=self.address.port)
         send_datagram(*self.address.manager, protocol.encode(msg), self.log,
                       self.reactor.envelope)
-        self.reactor.call_later(self.options.heartbeat_interval,
-                                self._heartbeat)
+        self._beat_timer = self.reactor.call_later(
+            self.options.heartbeat_interval, self._heartbeat)
+
+    def unregister(self):
+        """Stop beating: the Manager does not count this Worker any more."""
+        self._registration.acknowledged = False
+        if self._beat_timer is not None:
+            self._beat_timer.cancel()
+            self._beat_timer = None
 
 
 class TaskPool:
@@ -170,7 +246,9 @@ class TaskPool:
         self.stderr = LoopStderr(reactor)
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="mapreduce-task")
-        self._controls = {}
+        self._controls = {}  # Future -> ProcessControl, of every task held.
+        self._dropped = set()  # Futures whose end is reported to no one.
+        self._when_gone = None
 
     def run(self, msg, function, args, on_done):
         """Run task `function(*args)`; then `on_done(msg, future)` here."""
@@ -187,14 +265,43 @@ class TaskPool:
         return function(*args, control=control)
 
     def _done(self, msg, on_done, future):
-        """On the loop: forget the task, then pass its end on."""
+        """On the loop: forget the task, then pass its end on.
+
+        A dropped task's end goes to no one; once the last dropped task
+        has ended, `drop`'s `when_gone` runs.
+        """
         self._controls.pop(future, None)
-        on_done(msg, future)
+        if future not in self._dropped:
+            on_done(msg, future)
+            return
+        self._dropped.discard(future)
+        self.reactor.log.info("Dropped %s task %d", _kind(msg), msg.task_id)
+        if not self._dropped and self._when_gone is not None:
+            when_gone, self._when_gone = self._when_gone, None
+            when_gone()
 
     def cancel(self):
         """Stop the children of every running or queued task."""
         for control in self._controls.values():
             control.cancel()
+
+    def drop(self, when_gone):
+        """Cancel every task held, to be reported to no one; return how many.
+
+        Queued tasks never start; running ones have their children
+        killed. `when_gone()` runs on the loop once every one of them has
+        ended (at once if none is held).
+        """
+        dropped = len(self._controls)
+        self._dropped.update(self._controls)
+        for future, control in self._controls.items():
+            future.cancel()
+            control.cancel()
+        if self._dropped:
+            self._when_gone = when_gone
+        else:
+            when_gone()
+        return dropped
 
     def close(self):
         """Cancel the tasks, wait for the pool thread, close the pipes."""
@@ -228,7 +335,9 @@ class WorkerServer(Service):
             protocol.RegisterAck: self.link.on_register_ack,
             protocol.NewMapTask: self._on_map_task,
             protocol.NewReduceTask: self._on_reduce_task,
+            protocol.Rejoin: self._on_rejoin,
         }
+        self._rejoining = False
 
     @property
     def port(self):
@@ -294,10 +403,42 @@ class WorkerServer(Service):
             protocol.dispatch(data, self._handlers, self.log,
                               peer=reply.peer)
 
+    def _on_rejoin(self, _msg):
+        """Drop every task, stop beating, then register again.
+
+        The registration waits until the dropped tasks' processes are
+        gone and every report already on its way is delivered, so that
+        the Manager hears nothing from before once it hears `register`.
+        """
+        if self._rejoining:
+            return
+        self._rejoining = True
+        self.link.unregister()
+        self.log.warning("The Manager does not count this Worker: dropping "
+                         "the tasks it holds and registering again")
+        dropped = self.tasks.drop(
+            lambda: self.link.when_delivered(self._register_again))
+        if dropped:
+            self.log.info("Dropping %d task(s), reporting none", dropped)
+
+    def _register_again(self):
+        """Register again after a `rejoin`, now that all is quiet."""
+        self._rejoining = False
+        self.link.register()
+
     # Tasks.
+
+    def _ignored_while_rejoining(self, msg):
+        """Tell (and log) whether task `msg` comes while tasks are dropped."""
+        if self._rejoining:
+            self.log.warning("Ignored %s task %d: registering again with "
+                             "the Manager", _kind(msg), msg.task_id)
+        return self._rejoining
 
     def _on_map_task(self, msg):
         """Queue a map task in the pool, unless it cannot make sense."""
+        if self._ignored_while_rejoining(msg):
+            return
         if not 1 <= msg.num_partitions <= protocol.MAX_PARTITIONS:
             self._refuse(msg, f"num_partitions must be between 1 and "
                               f"{protocol.MAX_PARTITIONS}, not "
@@ -310,6 +451,8 @@ class WorkerServer(Service):
 
     def _on_reduce_task(self, msg):
         """Queue a reduce task in the pool."""
+        if self._ignored_while_rejoining(msg):
+            return
         self.tasks.run(msg, run_reduce_task,
                        (msg.task_id, msg.executable, msg.input_paths,
                         msg.output_directory),
@@ -320,7 +463,8 @@ class WorkerServer(Service):
         self.log.error("Task %d failed: %s", msg.task_id, reason)
         self.link.send(protocol.TaskFailed(
             task_id=msg.task_id, worker_host=self.address.host,
-            worker_port=self.address.port, error=reason))
+            worker_port=self.address.port, error=reason,
+            assignment=msg.assignment))
 
     def _task_done(self, msg, future):
         """On the loop: tell the Manager the task finished or failed."""
@@ -331,7 +475,7 @@ class WorkerServer(Service):
             self.log.info("Finished %s task %d", _kind(msg), msg.task_id)
             self.link.send(protocol.Finished(
                 task_id=msg.task_id, worker_host=self.address.host,
-                worker_port=self.address.port))
+                worker_port=self.address.port, assignment=msg.assignment))
             return
         if isinstance(exc, TaskError):
             error = str(exc)
@@ -342,7 +486,8 @@ class WorkerServer(Service):
                            exc_info=exc)
         self.link.send(protocol.TaskFailed(
             task_id=msg.task_id, worker_host=self.address.host,
-            worker_port=self.address.port, error=error))
+            worker_port=self.address.port, error=error,
+            assignment=msg.assignment))
 
 
 class Worker(WorkerServer):
