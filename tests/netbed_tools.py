@@ -13,12 +13,14 @@
 The outsider uses `tcp` and `udp` to send what it forged or captured;
 a signed client sends through `record` so that the test gets the exact
 bytes of a real signed message, to replay. Errors are one line on stderr
-and exit status 1.
+and exit status 1. `bin/netbed` runs `forward` on the client host so
+that a browser on the machine itself reaches the Manager's dashboard.
 """
 
 import pathlib
 import socket
 import sys
+import threading
 
 from mapreduce.reactor.net import request, send_datagram
 
@@ -58,6 +60,48 @@ def record(listen, target, path):
             connection.sendall(answer)
 
 
+def copy(source, target):
+    """Copy bytes from socket `source` to `target` until EOF or an error."""
+    try:
+        while True:
+            data = source.recv(65536)
+            if not data:
+                break
+            target.sendall(data)
+        target.shutdown(socket.SHUT_WR)
+    except OSError:
+        for sock in (source, target):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def relay(connection, target):
+    """Connect `connection` to `target` (host, port); copy both ways."""
+    with connection:
+        try:
+            upstream = socket.create_connection(target, timeout=TIMEOUT)
+        except OSError:
+            return
+        with upstream:
+            upstream.settimeout(None)
+            back = threading.Thread(target=copy, args=(upstream, connection),
+                                    daemon=True)
+            back.start()
+            copy(connection, upstream)
+            back.join()
+
+
+def forward(listener_fd, target):
+    """Relay every connection to listening socket `listener_fd` to target."""
+    with socket.socket(fileno=int(listener_fd)) as listener:
+        while True:
+            connection, _ = listener.accept()
+            threading.Thread(target=relay, daemon=True, args=(
+                connection, (target[0], int(target[1])))).start()
+
+
 def main(argv):
     """Run one tool; return the exit status."""
     try:
@@ -71,6 +115,8 @@ def main(argv):
                 raise OSError("the datagram could not be sent")
         elif argv[:1] == ["record"] and len(argv) == 6:
             record(argv[1:3], argv[3:5], argv[5])
+        elif argv[:1] == ["forward"] and len(argv) == 4:
+            forward(argv[1], argv[2:4])
         else:
             print(__doc__, file=sys.stderr)
             return 2
