@@ -31,7 +31,7 @@ import threading
 import time
 import typing
 
-from mapreduce import client, protocol
+from mapreduce import auth, client, protocol
 from mapreduce.manager import ManagerOptions, ManagerServer
 from mapreduce.worker import Worker
 
@@ -514,11 +514,12 @@ class _Cluster:
     """What both clusters share: the Manager's address, jobs, a with block."""
 
     port = None
+    secret = None  # The cluster's secret (bytes), or None: unsigned.
 
     @property
     def address(self):
-        """Return the Manager's (host, port)."""
-        return (LOCALHOST, self.port)
+        """Return the Manager's client.Address (signing if the cluster is)."""
+        return client.manager_address(LOCALHOST, self.port, self.secret)
 
     def wait_registered(self, count, timeout=WAIT):
         """Wait until `count` Workers are registered and alive."""
@@ -563,15 +564,19 @@ class _Cluster:
 class InThreadCluster(_Cluster):
     """A ManagerServer and Workers, each running in a thread of this process.
 
-    `manager` is a ManagerOptions (shared_dir, timings); `worker` the
-    Workers' keyword settings (heartbeat_interval, ...).
+    `manager` is a ManagerOptions (shared_dir, timings, secret); `worker`
+    the Workers' keyword settings (heartbeat_interval, ...). With a
+    secret in `manager`, the Workers and the clients sign with it too.
     """
 
     def __init__(self, workers=2, manager=None, worker=None):
         """Prepare; start nothing yet."""
         self.num_workers = workers
         self.manager_options = manager or ManagerOptions()
+        self.secret = self.manager_options.secret
         self.worker_settings = dict(worker or {})
+        if self.secret is not None:
+            self.worker_settings.setdefault("secret", self.secret)
         self.manager = None
         self.workers = []
 
@@ -615,6 +620,8 @@ class ProcessSettings:
     worker: dict = dataclasses.field(default_factory=dict)
     env: typing.Optional[dict] = None  # The processes' environment.
     loglevel: str = "info"
+    # The cluster's secret file: every command, and the clients, sign.
+    secret_file: typing.Optional[pathlib.Path] = None
 
 
 class ProcessCluster(_Cluster):
@@ -634,6 +641,12 @@ class ProcessCluster(_Cluster):
         self.manager = None
         self.workers = {}  # port: Popen
         self._processes = contextlib.ExitStack()
+
+    @property
+    def secret(self):
+        """Return the secret in the settings' secret file, or None."""
+        path = self.settings.secret_file
+        return None if path is None else auth.load_secret(path)
 
     @property
     def manager_log(self):
@@ -671,6 +684,8 @@ class ProcessCluster(_Cluster):
         """Start one command with its log file and the run's environment."""
         options = ["--logfile", str(logfile), "--loglevel",
                    self.settings.loglevel]
+        if self.settings.secret_file is not None:
+            options += ["--secret-file", str(self.settings.secret_file)]
         return self._processes.enter_context(
             spawn([*args, *options], env=self.settings.env))
 
@@ -695,7 +710,11 @@ class ProcessCluster(_Cluster):
     def stop(self):
         """Shut the cluster down; kill what does not exit in time."""
         if self.manager is not None and self.manager.poll() is None:
-            shutdown(self.port)
+            if self.secret is None:
+                shutdown(self.port)
+            else:
+                with contextlib.suppress(client.ClientError):
+                    client.shut_down(self.address)
         for process in [self.manager, *self.workers.values()]:
             if process is not None:
                 stop_process(process)

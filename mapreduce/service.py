@@ -83,6 +83,11 @@ class Service:
         """
         closing = self._running.closing
         closing.callback(self.reactor.close)
+        if self.signed:
+            # Nothing signed before now was meant for this process (a
+            # client may sign as soon as the port listens, before `listen`
+            # returns).
+            self.reactor.envelope.authenticator.refuse_older_than_now()
         try:
             self.listen(closing)
         except BaseException:
@@ -96,8 +101,6 @@ class Service:
         envelope = self.reactor.envelope
         if envelope is not None:
             envelope.name = self.signed_name
-            # Nothing signed before now was meant for this process.
-            envelope.authenticator.refuse_older_than_now()
             self.log.info("Signing every message as %r; unsigned, "
                           "tampered, replayed and stale ones are refused",
                           envelope.name)

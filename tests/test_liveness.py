@@ -173,3 +173,41 @@ def send_tcp_job(manager_port, tmp_path):
     send_json(manager_port, job_message(
         tmp_path / "input", tmp_path / "output", EXEC / "wc_map.sh",
         EXEC / "wc_reduce.sh", num_mappers=1, num_reducers=1))
+
+
+def beat_at_fake_times(fake_time, manager_port, peer, times):
+    """Send `peer`'s heartbeat at each of `times` (s from now, rising)."""
+    beat = {"message_type": "heartbeat", "worker_host": "localhost",
+            "worker_port": peer.port}
+    now = 0.0
+    for when in times:
+        fake_time.advance(when - now)
+        now = when
+        send_udp(manager_port, beat)
+        fake_time.sync()
+
+
+def test_a_beating_stranger_is_told_to_rejoin_at_4_seconds(fake_time,
+                                                           tmp_path):
+    """Beats at 0, 2 and 3.9 s get nothing; the one at 4 s gets `rejoin`,
+    exactly the extension's message; the next ones nothing until 8 s."""
+    manager = start_in_thread(Manager, host="localhost",
+                              shared_dir=str(tmp_path))
+    try:
+        with FakePeer() as stranger:
+            beat_at_fake_times(fake_time, manager.port, stranger,
+                               [0.0, 2.0, 3.9])
+            stranger.expect_none(0.3)
+            beat_at_fake_times(fake_time, manager.port, stranger, [0.1])
+            assert stranger.next(skip=()) == {"message_type": "rejoin"}
+            beat_at_fake_times(fake_time, manager.port, stranger,
+                               [2.0, 3.9])
+            stranger.expect_none(0.3)
+            beat_at_fake_times(fake_time, manager.port, stranger, [0.1])
+            assert stranger.next(skip=()) == {"message_type": "rejoin"}
+            register(stranger, manager.port)
+            beat_at_fake_times(fake_time, manager.port, stranger,
+                               [2.0, 4.0, 6.0, 8.0])
+            stranger.expect_none(0.3)
+    finally:
+        manager.shutdown()

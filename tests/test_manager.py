@@ -31,6 +31,9 @@ BEAT = 0.2  # Seconds between the fake heartbeats.
 # A heartbeat timeout that dead Workers are waited for: several beats
 # long, so that a beating Worker survives a busy machine.
 LIVENESS = 1.5
+# A shorter wait than the default before a dead Worker that keeps beating
+# is told to register again.
+REJOIN_AFTER = 1.0
 MAP_KEYS = ["message_type", "task_id", "input_paths", "executable",
             "output_directory", "num_partitions"]
 REDUCE_KEYS = ["message_type", "task_id", "executable", "input_paths",
@@ -498,6 +501,28 @@ def test_dead_worker_that_keeps_beating_stays_dead(env):
     next_task(peer, "reduce", 0)
     # Beating since it registered again: it stays alive this time.
     assert len(env.records(logging.WARNING, "Marked")) == 1
+
+
+def test_dead_worker_that_keeps_beating_rejoins_and_is_used_again(env):
+    """The rejoin extension: after `rejoin_after` s of beats, a dead Worker
+    gets exactly `{"message_type": "rejoin"}`; it registers again, and
+    gets its task back."""
+    env.start(heartbeat_timeout=LIVENESS, rejoin_after=REJOIN_AFTER)
+    silent = env.peer()
+    env.job(env.inputs(["a"]), num_mappers=1, num_reducers=1)
+    next_task(silent, "map", 0)
+    env.wait_dead(silent)
+    beating = time.monotonic()
+    env.beat(silent)
+    assert silent.next() == {"message_type": "rejoin"}
+    assert time.monotonic() - beating >= REJOIN_AFTER * 0.9
+    env.wait_log(logging.INFO, f"Told {worker(silent)} to register again: "
+                               "it is marked dead but beats")
+    register(silent, env.port)
+    do_map(env, silent, next_task(silent, "map", 0))
+    do_reduce(env, silent, next_task(silent, "reduce", 0))
+    assert env.job_end(0) == "finished"
+    silent.expect_none(REJOIN_AFTER * 1.5)  # Counted again: no rejoin.
 
 
 def test_refused_worker_is_dead_at_once_and_task_goes_on(env):

@@ -7,8 +7,10 @@ each state means, without a Manager.
 
 import pytest
 
+from mapreduce import protocol
+from mapreduce.manager.job import Job, MapTask, ReduceTask
 from mapreduce.manager.registry import (
-    BUSY, DEAD, JOINING, READY, RemoteWorker, WorkerRegistry,
+    BUSY, DEAD, JOINING, READY, Assignment, RemoteWorker, WorkerRegistry,
 )
 
 
@@ -18,7 +20,8 @@ def test_a_new_worker_is_joining_with_no_task():
     assert (worker.host, worker.port, worker.key) == (
         "localhost", 6001, ("localhost", 6001))
     assert worker.state == JOINING
-    assert worker.task is None
+    assert worker.task is None and worker.assignment is None
+    assert worker.signs is False
     assert worker.last_seen == 12.5
     assert worker.liveness_timer is None
     assert repr(worker) == "RemoteWorker(host='localhost', port=6001)"
@@ -123,3 +126,37 @@ def test_workers_lists_every_worker_in_registration_order():
     listed = registry.workers()
     listed.clear()
     assert len(registry.workers()) == 4, "workers() gave its own list"
+
+
+def test_assignments_get_serials_unique_in_the_registrys_life():
+    """Each assignment a new serial, from 1; the Worker holds the last."""
+    registry = WorkerRegistry()
+    first = registry.add("localhost", 6001, now=0.0)
+    second = registry.add("localhost", 6002, now=0.0)
+    job = Job(4, None, "/shared")
+    map0, map1 = MapTask(job, 0, ["/in/a"]), MapTask(job, 1, ["/in/b"])
+    one = registry.assign(first, map0)
+    two = registry.assign(second, map1)
+    three = registry.assign(first, map1)
+    assert [one.serial, two.serial, three.serial] == [1, 2, 3]
+    assert (first.assignment, first.task) == (three, map1)
+    assert (three.job_id, three.stage, three.task_id, three.worker) == (
+        4, "map", 1, ("localhost", 6001))
+    assert repr(three) == "Assignment(3, job_id=4, stage='map', task_id=1)"
+
+
+@pytest.mark.parametrize("task_id, serial, answers", [
+    (1, 0, True),  # No serial in the report: matched on task_id.
+    (1, 7, True),
+    (1, 6, False),  # An older assignment of the same task.
+    (2, 0, False),
+    (2, 7, False),
+])
+def test_a_report_answers_the_assignment_only_if_it_matches(
+        task_id, serial, answers):
+    """The task_id must match, and the serial too when the report has one."""
+    job = Job(0, None, "/shared")
+    assignment = Assignment(ReduceTask(job, 1, []), ("localhost", 6001), 7)
+    report = protocol.Finished(task_id=task_id, worker_host="localhost",
+                               worker_port=6001, assignment=serial)
+    assert assignment.answers(report) is answers

@@ -182,6 +182,10 @@ class Bench:
             error=error))
         self.settle()
 
+    def registry_rejoins(self):
+        """Return the Scheduler's watch over uncounted heartbeats."""
+        return self.scheduler.registry.rejoins
+
     def state(self, port):
         """Return the state of the Worker at localhost:`port`."""
         return self.scheduler.registry.get("localhost", port).state
