@@ -28,7 +28,9 @@ from bench.chaos_runs import check_assignments
 from mapreduce.localcluster import (
     command, output_lines, pipeline_output, wait_for,
 )
-from tests.netbed import Bed, BedError, bed_namespaces, sweep, unavailable
+from tests.netbed import (
+    Bed, BedError, bed_namespaces, running, sweep, unavailable,
+)
 from tests.netbed_cluster import (
     BedCluster, BedClusterOptions, JobSpec, remote_worker,
 )
@@ -525,15 +527,6 @@ def test_outsider_can_do_nothing_to_a_signed_cluster(signed_cluster):
               f"{host} {len(cluster.log(host).grep(REFUSED))}"
               for host in refusals) + "); nothing ran, nothing stopped, "
           "the job's output right")
-
-
-def running(pid):
-    """Tell whether process `pid` runs (exists and is not a zombie)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as file:
-            return file.read().rpartition(")")[2].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_bed_cuts_and_heals_a_host(bed):
