@@ -119,6 +119,11 @@ def targets(results):
                      f"{fig['per_task_ms']:.2f} ms/task "
                      f"({fig['seconds']:.2f}s)", "< 10 ms",
                      fig["per_task_ms"] < 10))
+        rows.append(("scheduling: signed / plain",
+                     f"{fig['signed_ratio']:.3f}x "
+                     f"({fig['signed_seconds']:.2f}s / "
+                     f"{fig['seconds']:.2f}s)", "< 1.05x",
+                     fig["signed_ratio"] < 1.05))
     return rows
 
 
@@ -144,6 +149,11 @@ def context_rows(results):
     for name, fig in results.get("memory", {}).items():
         rows.append((f"memory: Manager peak RSS, {name} job",
                      f"{fig['manager_mb']:.1f} MB ({fig['seconds']:.1f}s)"))
+    if "scheduling" in results:
+        fig = results["scheduling"]
+        rows.append(("scheduling: Manager CPU-s a job, plain / signed",
+                     f"{fig['manager_cpu_s']:.2f} / "
+                     f"{fig['signed_manager_cpu_s']:.2f} s"))
     return rows
 
 

@@ -10,6 +10,7 @@ Manager's status API), and reading a process's CPU time and peak memory.
 
 import os
 import pathlib
+import secrets
 import subprocess
 import time
 
@@ -22,10 +23,24 @@ from mapreduce.localcluster import (
 POLL = 0.001
 
 
-def start_cluster(directory, workers=2):
-    """Return a ProcessCluster (not started yet) working in `directory`."""
+def start_cluster(directory, workers=2, secret_file=None):
+    """Return a ProcessCluster (not started yet) working in `directory`.
+
+    With `secret_file`, every process and client signs with its secret.
+    """
     return ProcessCluster(ProcessSettings(pathlib.Path(directory),
-                                          workers=workers))
+                                          workers=workers,
+                                          secret_file=secret_file))
+
+
+def make_secret_file(path):
+    """Write a fresh random secret to `path` (mode 600); return the path."""
+    path = pathlib.Path(path)
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="ascii") as file:
+        file.write(secrets.token_hex(32) + "\n")
+    return path
 
 
 def wait_until(condition, timeout, what):

@@ -13,7 +13,7 @@ import subprocess
 import time
 
 from bench.cluster import (
-    bench_job, peak_rss_mb, start_cluster, submit_cli,
+    bench_job, make_secret_file, peak_rss_mb, start_cluster, submit_cli,
     submit_message, wait_job,
 )
 from bench.heap import task_peaks
@@ -56,9 +56,15 @@ class Context:
         os.makedirs(path)
         return path
 
-    def cluster(self, name):
-        """Start a Manager and two Workers in a fresh directory."""
-        return start_cluster(self.fresh_dir("cluster-" + name), workers=2)
+    def cluster(self, name, signed=False):
+        """Start a Manager and two Workers in a fresh directory.
+
+        `signed`: with a fresh secret, so that every message is signed.
+        """
+        directory = self.fresh_dir("cluster-" + name)
+        secret_file = (make_secret_file(os.path.join(directory, "secret"))
+                       if signed else None)
+        return start_cluster(directory, workers=2, secret_file=secret_file)
 
 
 def read_lines(paths):
@@ -254,24 +260,50 @@ def memory(opts, ctx):
 
 
 def scheduling(opts, ctx):
-    """Many one-line files, `cat` as mapper and reducer: time per task."""
+    """Many one-line files, `cat` as mapper and reducer: time per task.
+
+    The same job on a signed cluster too (every message signed and
+    checked), its rounds taking turns with the plain one's so that both
+    see the same load: `signed_ratio` is the signed median over the plain.
+    """
     count = opts.sched_files
     input_dir = make_one_line_inputs(ctx.path(f"input-lines-{count}"),
                                      count)
+    (runs, cpu), (signed_runs, signed_cpu) = _scheduling_rounds(
+        opts, ctx, input_dir, count)
+    tasks = count + 2
+    seconds = statistics.median(runs)
+    signed_seconds = statistics.median(signed_runs)
+    return {"files": count, "tasks": tasks, "seconds": seconds,
+            "runs": runs, "per_task_ms": seconds / tasks * 1e3,
+            "signed_seconds": signed_seconds, "signed_runs": signed_runs,
+            "signed_ratio": signed_seconds / seconds,
+            "manager_cpu_s": statistics.median(cpu),
+            "signed_manager_cpu_s": statistics.median(signed_cpu)}
+
+
+def _scheduling_rounds(opts, ctx, input_dir, count):
+    """Run the job in turns, plain and signed.
+
+    Returns, for each, the seconds of each run and the Manager's CPU
+    seconds in each.
+    """
     expected = read_lines([input_dir + os.sep + name
                            for name in os.listdir(input_dir)])
     output = ctx.path("out-scheduling")
-    tasks = count + 2
-    runs = []
-    with ctx.cluster("scheduling") as cluster:
-        runner = JobRunner(cluster)
+    plain, signed = ([], []), ([], [])
+    with ctx.cluster("scheduling") as plain_cluster, \
+            ctx.cluster("scheduling-signed", signed=True) as signed_cluster:
+        runners = [(JobRunner(plain_cluster), plain),
+                   (JobRunner(signed_cluster), signed)]
         for _ in range(opts.repeat):
-            runs.append(runner.run(input_dir, output, CAT, CAT, count, 2,
-                                   cli=False)[1])
-            check_equal("scheduling job", expected, [output])
-    seconds = statistics.median(runs)
-    return {"files": count, "tasks": tasks, "seconds": seconds,
-            "runs": runs, "per_task_ms": seconds / tasks * 1e3}
+            for runner, (times, cpu) in runners:
+                before = cpu_seconds(runner.cluster.manager.pid)
+                times.append(runner.run(input_dir, output, CAT, CAT, count,
+                                        2, cli=False)[1])
+                cpu.append(cpu_seconds(runner.cluster.manager.pid) - before)
+                check_equal("scheduling job", expected, [output])
+    return plain, signed
 
 
 def heap(opts, ctx):
