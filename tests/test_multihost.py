@@ -68,33 +68,49 @@ def fixture_bed():
         bed.destroy()
 
 
-@pytest.fixture(name="cluster")
-def fixture_cluster(bed, tmp_path):
-    """Give a running cluster in the bed; shut it down after."""
-    marker_dir = tmp_path / "markers"
+@contextlib.contextmanager
+def running_cluster(bed, workdir, **options):
+    """Run a cluster in `bed` (BedClusterOptions `options`); stop it after.
+
+    The gated executables find their markers in `workdir`/markers.
+    """
+    marker_dir = workdir / "markers"
     marker_dir.mkdir()
-    cluster = BedCluster(bed, tmp_path, BedClusterOptions(
-        env={"C_MARKER_DIR": str(marker_dir)}))
+    cluster = BedCluster(bed, workdir, BedClusterOptions(
+        env={"C_MARKER_DIR": str(marker_dir)}, **options))
     try:
         cluster.start()
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(name="cluster")
+def fixture_cluster(bed, tmp_path):
+    """Give a running cluster in the bed, with the default timings."""
+    with running_cluster(bed, tmp_path) as cluster:
+        yield cluster
+
+
+@pytest.fixture(name="quick_cluster")
+def fixture_quick_cluster(bed, tmp_path):
+    """Give a cluster that marks a Worker dead after 3 s of silence.
+
+    For a scenario that needs a Worker marked dead, not the time it takes.
+    """
+    with running_cluster(bed, tmp_path,
+                         manager_settings={"heartbeat_timeout": 3},
+                         worker_settings={"heartbeat_interval": 0.5}) \
+            as cluster:
+        yield cluster
 
 
 @pytest.fixture(name="signed_cluster")
 def fixture_signed_cluster(bed, tmp_path):
     """Give a running cluster in the bed whose every command has a secret."""
-    marker_dir = tmp_path / "markers"
-    marker_dir.mkdir()
-    cluster = BedCluster(bed, tmp_path, BedClusterOptions(
-        env={"C_MARKER_DIR": str(marker_dir)},
-        secret_file=write_secret(tmp_path / "secret.key")))
-    try:
-        cluster.start()
+    with running_cluster(bed, tmp_path, secret_file=write_secret(
+            tmp_path / "secret.key")) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 def job_in(cluster, mapper="wc_map.sh", reducer="wc_reduce.sh", **counts):
@@ -395,7 +411,7 @@ def snapshot(directory):
             for path in sorted(pathlib.Path(directory).iterdir())}
 
 
-def test_zombie_reduce_task_cannot_touch_a_later_job(cluster):
+def test_zombie_reduce_task_cannot_touch_a_later_job(quick_cluster):
     """A Worker cut off during a reduce task comes back after later jobs.
 
     worker2 is cut off while running a gated reduce task, with its task's
@@ -404,8 +420,10 @@ def test_zombie_reduce_task_cannot_touch_a_later_job(cluster):
     job 2, over other input, replaces the same output directory. Healed
     and thawed, the zombie's reducer ends and its Worker places the part
     file through the directory it opened for job 1, which is gone: job 2's
-    output stays exactly right, its files untouched.
+    output stays exactly right, its files untouched. (A cluster with a
+    3 s dead timeout: the scenario needs worker2 marked dead, no more.)
     """
+    cluster = quick_cluster
     log = cluster.log("manager")
     worker2 = remote_worker(address(cluster, "worker2"))
     job1 = job_in(cluster, reducer="c_gated_reduce.sh", mappers=3,
