@@ -8,6 +8,8 @@
     bin/netbed heal HOST [--wait]           plug it back in (--wait: until
                                             its Worker registers again)
     bin/netbed reboot HOST                  kill all on a host, start again
+    bin/netbed outsider                     a stranger tries a job, a task
+                                            and a shutdown
     bin/netbed status                       hosts, links, processes, log
     bin/netbed down                         stop everything, remove the bed
     bin/netbed sweep                        remove beds of crashed runs
@@ -41,7 +43,7 @@ from tests.netbed import Bed, BedError, sweep, unavailable
 from tests.netbed_cluster import (
     BedCluster, BedClusterOptions, JobSpec, remote_worker,
 )
-from tests.netbed_outsider import write_secret
+from tests.netbed_outsider import Outsider, pwn_script, write_secret
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -280,6 +282,45 @@ def command_reboot(session, args):
         print("the Worker registered")
 
 
+def command_outsider(session, _args):
+    """Try from the outsider host what a stranger could; show what came of it.
+
+    It submits a job and sends a task to worker1, each running a program
+    that leaves a file if it runs, and tells the Manager to shut down. A
+    signed cluster refuses all three and logs it; one without a secret
+    runs the programs and shuts down.
+    """
+    bed = session.bed()
+    cluster = session.cluster(bed)
+    for host in ("manager", "worker1"):
+        cluster.log(host).poll()  # What is there already came before.
+    started = time.monotonic()
+    outsider = Outsider(bed, session.directory / "outsider")
+    trophies = session.directory / "outsider" / "trophies"
+    trophies.mkdir(exist_ok=True)
+    pwn = pwn_script(session.directory / "outsider" / "pwn.sh", trophies)
+    output = session.directory / "outsider" / "output"
+    tries = [
+        ("submits a job, no secret", outsider.submit(JobSpec(
+            EXAMPLES / "input", output, pwn, pwn))),
+        ("sends worker1 a task", outsider.task_to_worker(
+            "worker1", pwn, EXAMPLES / "input" / "river.txt", output)[0]),
+        ("tells the Manager to shut down", outsider.shutdown("manager")[0])]
+    for what, result in tries:
+        said = (result.stdout + result.stderr).strip().splitlines() or [""]
+        if said[-1] == "0":  # The tool's way of saying "no answer".
+            said[-1] = "sent; no answer"
+        print(f"the outsider {what}: {said[-1][:110]}")
+    time.sleep(1.0)  # For what the outsider started to run, if anything.
+    for host in ("manager", "worker1"):
+        for _, line in cluster.log(host).grep(r"Refused|Shutting down",
+                                              since=started):
+            print(f"{host}.log: {line[:150]}")
+    ran = list(trophies.iterdir())
+    print(f"programs of the outsider that ran: {len(ran)}; the Manager "
+          f"{'runs' if bed.pids('manager') else 'has STOPPED'}")
+
+
 def command_status(session, _args):
     """Show the hosts, their links and processes, the Manager's log end."""
     cluster = session.cluster()
@@ -365,6 +406,7 @@ def parser():
             sub.add_argument("--wait", action="store_true",
                              help="wait until its Worker registers again")
     for name, text in (("status", "show the bed"), ("down", "remove it"),
+                       ("outsider", "try what a stranger could"),
                        ("sweep", "remove beds of crashed runs")):
         commands.add_parser(name, help=text)
     return top

@@ -84,8 +84,10 @@ class Outsider:
         self.bed = bed
         self.directory = pathlib.Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.wrong = auth.Authenticator(auth.load_secret(write_secret(
-            self.directory / "wrong.key")), "outsider")
+        wrong = self.directory / "wrong.key"
+        if not wrong.exists():
+            write_secret(wrong)
+        self.wrong = auth.Authenticator(auth.load_secret(wrong), "outsider")
         self.sent = 0
 
     def address(self, host):
