@@ -1,13 +1,17 @@
 """Scenarios across hosts: a Manager, three Workers and a client, each on a
 host of its own in the network test bed (tests/netbed.py), running the
-real commands, with hosts cut off from the network and powered off.
+real commands, with hosts cut off from the network, powered off, their
+tasks frozen, and an outsider attacking a signed cluster.
 
 The timings are the commands' defaults: a Worker beats every 2 s, the
 Manager declares it dead after 10 s of silence and tells a Worker it does
 not know, which keeps beating for 4 s, to register again (`rejoin`), so
-the scenarios with a long cut last a little over 15 s each. Each prints
-what it measured ("[netbed] ...": the time to notice a cut, to register
-again after a heal or a Manager restart, the job's time).
+the scenarios with a long cut last a little over 15 s each (the zombie
+scenario, which only needs a Worker marked dead, has a 3 s timeout).
+Each prints what it measured ("[netbed] ...": the time to notice a cut,
+to register again after a heal or a Manager restart, the job's time);
+the bounds asserted are only those the issue states: a healed Worker,
+or one whose Manager restarted, registers within REJOIN_WITHIN seconds.
 
 Needs root and `ip`; elsewhere every test here skips with one line.
 """
