@@ -103,7 +103,8 @@ def _decode(address, data):
     """Return the message in answer `data`, or raise NotAManager/Refused."""
     if not data:
         hint = (_SECRET_HINT if _signing(address) is not None
-                else "is it a Manager (and not a Worker)?")
+                else "is it a Manager (and not a Worker)? A Manager with "
+                     "a secret answers only with --secret-file")
         raise NotAManager(f"no answer from {_where(address)}: {hint}")
     try:
         answer = protocol.decode(data)

@@ -191,14 +191,15 @@ def start_worker_thread(manager_port, port=None, **settings):
                            manager_port=manager_port, **settings)
 
 
-def start_manager_server(options=None):
+def start_manager_server(options=None, secret=None):
     """Build and start a ManagerServer on a free port; return it.
 
     Tries another port when the one found free is taken in between.
     """
     for attempt in range(1, START_ATTEMPTS + 1):
         try:
-            return ManagerServer(LOCALHOST, free_port(), options).start()
+            return ManagerServer(LOCALHOST, free_port(), options,
+                                 secret).start()
         except OSError as exc:
             if not port_taken(exc) or attempt == START_ATTEMPTS:
                 raise
@@ -564,19 +565,19 @@ class _Cluster:
 class InThreadCluster(_Cluster):
     """A ManagerServer and Workers, each running in a thread of this process.
 
-    `manager` is a ManagerOptions (shared_dir, timings, secret); `worker`
-    the Workers' keyword settings (heartbeat_interval, ...). With a
-    secret in `manager`, the Workers and the clients sign with it too.
+    `manager` is a ManagerOptions (shared_dir, timings); `worker` the
+    Workers' keyword settings (heartbeat_interval, ...). With a
+    `secret`, the Manager, the Workers and the clients sign with it.
     """
 
-    def __init__(self, workers=2, manager=None, worker=None):
+    def __init__(self, workers=2, manager=None, worker=None, secret=None):
         """Prepare; start nothing yet."""
         self.num_workers = workers
         self.manager_options = manager or ManagerOptions()
-        self.secret = self.manager_options.secret
+        self.secret = secret
         self.worker_settings = dict(worker or {})
-        if self.secret is not None:
-            self.worker_settings.setdefault("secret", self.secret)
+        if secret is not None:
+            self.worker_settings.setdefault("secret", secret)
         self.manager = None
         self.workers = []
 
@@ -587,7 +588,8 @@ class InThreadCluster(_Cluster):
 
     def start(self):
         """Start the Manager, then the Workers; wait until they registered."""
-        self.manager = start_manager_server(self.manager_options)
+        self.manager = start_manager_server(self.manager_options,
+                                            self.secret)
         for _ in range(self.num_workers):
             self.add_worker()
         self.wait_registered(self.num_workers)

@@ -50,6 +50,7 @@ class InitScriptCluster:
         """Choose free ports and directories under `tmp_path`."""
         self.manager_port, *self.worker_ports = self.free_ports()
         self.var = tmp_path / "var"
+        self.cwd = ROOT  # Where the script runs.
         self.shared = tmp_path / "shared"
         self.shared.mkdir()
         scripts = pathlib.Path(sys.executable).parent
@@ -82,7 +83,7 @@ class InitScriptCluster:
         """Run bin/mapreduce (or `script`) with `args`; return the result."""
         return subprocess.run([str(script), *args], capture_output=True,
                               text=True, check=False, timeout=120,
-                              env={**self.env, **env}, cwd=ROOT)
+                              env={**self.env, **env}, cwd=self.cwd)
 
     def pid_file(self, name):
         """Return the pid file of "manager", "worker-1" or "worker-2"."""
@@ -378,6 +379,35 @@ def test_job_through_the_init_script(cluster, tmp_path):
     result = cluster.run("stop")
     assert (result.returncode, result.stdout) == (
         0, "stopping mapreduce ...\n")
+    assert not list(cluster.shared.iterdir())
+
+
+def test_a_signed_cluster(cluster, tmp_path):
+    """MAPREDUCE_SECRET_FILE (relative to where one stands) signs it all.
+
+    Every process signs; a client without the secret is refused; `stop`
+    shuts the cluster down with a signed shutdown, killing nothing.
+    """
+    secret = tmp_path / "secret.key"
+    secret.write_text("a secret for the init script test\n")
+    secret.chmod(0o600)
+    cluster.cwd = tmp_path
+    cluster.env["MAPREDUCE_SECRET_FILE"] = "secret.key"
+    cluster.start()
+    assert "Signing every message as 'manager'" in cluster.log("manager")
+    for name, port in zip(("worker-1", "worker-2"), cluster.worker_ports):
+        assert (f"Signing every message as 'localhost:{port}'"
+                in cluster.log(name))
+    signed = run_command("mapreduce-status", "--port", cluster.manager_port,
+                         "--secret-file", secret)
+    assert signed.returncode == 0, signed.stderr
+    plain = run_command("mapreduce-status", "--port", cluster.manager_port)
+    assert plain.returncode == 1
+    assert "answers only with --secret-file" in plain.stderr
+    result = cluster.run("stop")
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0, "stopping mapreduce ...\n", "")
+    assert "Refused a message" in cluster.log("manager")
     assert not list(cluster.shared.iterdir())
 
 

@@ -19,9 +19,9 @@ import pytest
 
 from mapreduce import auth, client, protocol
 from mapreduce.localcluster import (
-    LOCALHOST, ProcessCluster, ProcessSettings, command, job, output_lines,
-    pipeline_output, spawn, stop_process, wait_for, wait_listening,
-    worker_alive,
+    LOCALHOST, InThreadCluster, ProcessCluster, ProcessSettings, command,
+    job, output_lines, pipeline_output, spawn, stop_process, wait_for,
+    wait_listening, worker_alive,
 )
 from mapreduce.manager import ManagerOptions, ManagerServer
 from mapreduce.reactor import request
@@ -127,6 +127,20 @@ def test_a_signed_cluster_runs_a_job(tmp_path, secret_file):
     # The harness's probes for the port are empty connections.
     assert all("(char 0)" in line for line in refused), refused
     assert "Signing every message as 'manager'" in log
+
+
+def test_a_signed_cluster_in_threads_runs_a_job(tmp_path):
+    """The Python API: Manager, Workers and client given the secret."""
+    with InThreadCluster(2, ManagerOptions(shared_dir=str(tmp_path)),
+                         secret=SECRET) as cluster:
+        summary = cluster.run_job(job(
+            TESTDATA / "input", tmp_path / "out",
+            (EXEC / "wc_map.sh", EXEC / "wc_reduce.sh")))
+        assert summary["state"] == "finished", summary
+        with pytest.raises(client.NotAManager, match="--secret-file"):
+            client.status((LOCALHOST, cluster.port))
+    assert output_lines(tmp_path / "out") == pipeline_output(
+        TESTDATA / "input", EXEC / "wc_map.sh", EXEC / "wc_reduce.sh")
 
 
 def test_clients_without_the_secret_are_refused(tmp_path, secret_file):
@@ -241,9 +255,11 @@ def test_replayed_messages_to_the_manager_are_refused(tmp_path,
             assert request(LOCALHOST, cluster.port, job_bytes, 5)
             task = fake.next()[1]
             assert isinstance(task, protocol.NewMapTask)
+            # A Worker that signs gets the `assignment` extension.
+            assert task.assignment > 0, task
             finished = fake.send(protocol.Finished(
                 task_id=task.task_id, worker_host=LOCALHOST,
-                worker_port=fake.peer.port))
+                worker_port=fake.peer.port, assignment=task.assignment))
             # Replays, as an eavesdropper would send them.
             send_udp(cluster.port, beat)
             send_json(cluster.port, finished)
@@ -409,7 +425,7 @@ def test_a_bad_secret_file_is_a_one_line_error(tmp_path, name):
 def test_an_unsigned_listener_others_can_reach_warns(caplog, host, secret,
                                                      warned):
     """Without a secret on a non-loopback address: one clear warning."""
-    manager = ManagerServer(host, 0, ManagerOptions(secret=secret))
+    manager = ManagerServer(host, 0, ManagerOptions(), secret)
     with caplog.at_level("INFO"):
         manager.open()
         manager.close()

@@ -41,9 +41,6 @@ class ManagerOptions:
     poll_timeout: float = defaults.POLL_TIMEOUT
     # Port of the dashboard (0: a free one); None: no dashboard.
     web_port: object = None
-    # The cluster's secret (bytes): sign and check every message; None:
-    # the specification's plain messages.
-    secret: object = None
 
 
 class ManagerServer(Service):
@@ -55,12 +52,16 @@ class ManagerServer(Service):
     signed_name = MANAGER_NAME
 
     def __init__(self, host=defaults.MANAGER_HOST, port=defaults.MANAGER_PORT,
-                 options=None):
-        """Build a Manager for TCP and UDP `host:port`; nothing runs yet."""
+                 options=None, secret=None):
+        """Build a Manager for TCP and UDP `host:port`; nothing runs yet.
+
+        `options` are ManagerOptions; with bytes `secret`, every message
+        is signed and checked (see mapreduce.signing).
+        """
         super().__init__(Reactor(get_logger("Manager", port)))
         self.options = options or ManagerOptions()
         self.info = ManagerInfo(host, port, None, time.time())
-        self.sign_with(self.options.secret, worker_name)
+        self.sign_with(secret, worker_name)
         self.scheduler = Scheduler(self.reactor, History(self.reactor.log),
                                    self.options)
         self.followers = Followers(self.reactor, self._answer_job,
@@ -157,9 +158,13 @@ class ManagerServer(Service):
                               self.log, None, peer=peer)
 
     def _to_scheduler(self, msg, _reply):
-        """Hand a Worker's message to the Scheduler, unless stopping."""
+        """Hand a Worker's message to the Scheduler, unless stopping.
+
+        A signed Manager takes only signed messages: their Workers are
+        ours, and get the `assignment` extension.
+        """
         if not self.scheduler.stopping:
-            self.scheduler.handle(msg)
+            self.scheduler.handle(msg, signed=self.signed)
 
     def _on_new_job(self, msg, reply):
         """Queue a job and answer with its id on the same connection.
@@ -223,13 +228,14 @@ class ManagerServer(Service):
 class Manager(ManagerServer):
     """The specification's Manager: the constructor runs it until shutdown."""
 
-    def __init__(self, host, port, shared_dir=None, **settings):
+    def __init__(self, host, port, shared_dir=None, secret=None, **settings):
         """Listen on TCP and UDP `host:port` and run until shut down.
 
         The shared directory is made inside `shared_dir` (default: the
-        system temp dir) and removed at the end. `settings` are the other
+        system temp dir) and removed at the end. With bytes `secret`,
+        every message is signed and checked. `settings` are the other
         ManagerOptions (heartbeat_timeout, max_attempts, ...).
         """
         super().__init__(host, port, ManagerOptions(shared_dir=shared_dir,
-                                                    **settings))
+                                                    **settings), secret)
         self.run_blocking()

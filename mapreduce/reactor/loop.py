@@ -220,15 +220,17 @@ class Reactor:
     threads talk to it through `call_soon_threadsafe` alone.
     """
 
+    # What wraps every message's bytes at the network's edge (see
+    # reactor.net), set by the reactor's owner; None: the bytes go as
+    # they are.
+    envelope = None
+
     def __init__(self, logger=None, clock=monotonic):
         """Create the selector and the self-pipe that wakes it up.
 
         `clock` gives the loop's time in seconds (tests pass a fake one).
         """
         self.log = logger or logging.getLogger(__name__)
-        # What wraps every message's bytes at the network's edge (see
-        # reactor.net); None: the bytes go as they are.
-        self.envelope = None
         self._selector = selectors.DefaultSelector()
         self._timers = Timers(clock)
         self._ready = collections.deque()

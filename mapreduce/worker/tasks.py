@@ -18,7 +18,9 @@ from mapreduce import filenames
 from mapreduce.worker.lines import copy_with_newline
 from mapreduce.worker.merge import merge_lines
 from mapreduce.worker.partition import partition_stream
-from mapreduce.worker.placing import local_dir, move_into, open_input
+from mapreduce.worker.placing import (
+    OutputDirectory, local_dir, move_into, open_input,
+)
 from mapreduce.worker.processes import (
     ProcessControl, TaskCancelled, TaskError,
 )
@@ -39,17 +41,20 @@ def run_map_task(task_id, input_paths, executable, output_directory,
     Each input file is piped through `executable`; every output line goes
     to partition file `maptask{task_id:05d}-part{p:05d}` by the md5 of its
     key. The files are sorted with `LC_ALL=C sort` and then moved into
-    `output_directory`. Raises TaskError (nothing moved) on failure.
+    `output_directory`, which is opened first: files go into the
+    directory that was there when the task started, or nowhere. Raises
+    TaskError (nothing moved) on failure.
     """
     control = control or ProcessControl(LOG)
     names = [filenames.map_output_name(task_id, partition)
              for partition in range(num_partitions)]
-    with local_dir(task_id) as directory:
+    with OutputDirectory.open(output_directory) as target, \
+            local_dir(task_id) as directory:
         paths = [os.path.join(directory, name) for name in names]
         _map_into(paths, input_paths, executable, control)
         _sort_files(paths, control)
         for path in paths:
-            move_into(path, output_directory)
+            move_into(path, target)
     return names
 
 
@@ -59,11 +64,13 @@ def run_reduce_task(task_id, executable, input_paths, output_directory, *,
 
     The sorted input files are merged into one sorted stream and piped
     into `executable`, whose output becomes `part-{task_id:05d}` in
-    `output_directory`. Raises TaskError (nothing moved) on failure.
+    `output_directory` (opened first, as for a map task). Raises
+    TaskError (nothing moved) on failure.
     """
     control = control or ProcessControl(LOG)
     name = filenames.reduce_output_name(task_id)
-    with local_dir(task_id) as directory:
+    with OutputDirectory.open(output_directory) as target, \
+            local_dir(task_id) as directory:
         path = os.path.join(directory, name)
         with contextlib.ExitStack() as stack:
             inputs = [open_input(input_path, stack)
@@ -71,7 +78,7 @@ def run_reduce_task(task_id, executable, input_paths, output_directory, *,
             output = stack.enter_context(open(path, "wb", buffering=0))
             _reduce_into(output, inputs, executable, control,
                          f"reduce task {task_id}")
-        move_into(path, output_directory)
+        move_into(path, target)
     return name
 
 
