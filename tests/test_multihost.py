@@ -459,6 +459,9 @@ def test_zombie_reduce_task_cannot_touch_a_later_job(quick_cluster):
     wait_for(lambda: not set(cluster.bed.pids("worker2")) & frozen,
              what="the zombie's reducer to end")
     to_register = seconds_to(cluster, rf"Registered {worker2}", healed)
+    # The zombie did try: its reducer ended, and placing its part failed.
+    assert cluster.log("worker2").grep(r"failed: cannot move part-",
+                                       since=healed)
     assert snapshot(job2.output) == before
     assert output_lines(job2.output) == expected(job2)
     print(f"[netbed] zombie reduce task: cut {healed - cut:.1f}s, through "
