@@ -315,10 +315,26 @@ def test_long_cut_in_reduce_stage(cluster):
     print(long_cut(cluster, "ReduceTask", job).line("reduce"))
 
 
+def local_dir_of(cluster, task):
+    """Return the local directory of map task `task` (as the log names it).
+
+    A Worker makes `mapreduce-local-taskTTTTT-*` in its temporary
+    directory for each task it runs.
+    """
+    task_id = int(re.search(r"task_id=(\d+)", task).group(1))
+    found = list((cluster.workdir / "tmp").glob(
+        f"mapreduce-local-task{task_id:05d}-*"))
+    assert len(found) == 1, found
+    return found[0]
+
+
 def test_host_reboot_mid_task(cluster):
     """A Worker host powered off mid-task and booted again at its address.
 
-    Every process on it dies (the Worker and its mapper); the new Worker
+    Every process on it dies (the Worker and its mapper), leaving the
+    task's local directory behind; the new Worker sweeps it at start, but
+    not those of the Workers running on the other hosts (the bed's hosts
+    share one temporary directory, as Workers on one machine do). It
     registers again, the Manager takes the task back and the job's result
     is right.
     """
@@ -328,13 +344,20 @@ def test_host_reboot_mid_task(cluster):
     wait_for(lambda: len(gated(cluster, "map")) == 3,
              what="every Worker to hold a gated map task")
     task = held_by(cluster, "worker2", "MapTask")
+    local = {host: local_dir_of(cluster, held_by(cluster, host, "MapTask"))
+             for host in WORKERS}
     cluster.bed.power_off("worker2")
     assert not cluster.bed.pids("worker2")
+    assert local["worker2"].exists()
     booted = time.monotonic()
     cluster.start_worker("worker2")
     worker2 = remote_worker(address(cluster, "worker2"))
     log.wait(rf"Registered {worker2} again \(it was busy\)", since=booted)
     assert log.grep(rf"Took {re.escape(task)} back from {worker2}")
+    assert not local["worker2"].exists()
+    assert local["worker1"].exists() and local["worker3"].exists()
+    assert cluster.log("worker2").grep(
+        rf"Removed .*{re.escape(local['worker2'].name)}")
     release(cluster)
     seconds = finish(cluster, job, started)
     assert check_assignments(log.texts()).reassigned == 1
