@@ -1,13 +1,19 @@
 """The file-name contract between the Manager and the Workers.
 
-One job's files live in `job-NNNNN` under the shared directory; map task
-T writes `maptaskTTTTT-partPPPPP` there for every partition P; reduce task
-R writes `part-RRRRR` into the job's output directory. A task's scratch
-files live in a temporary directory whose name starts with
-`mapreduce-local-taskTTTTT-`.
+The Manager's shared directory is a temporary directory whose name
+starts with `mapreduce-shared-`. One job's files live in `job-NNNNN`
+under it; map task T writes `maptaskTTTTT-partPPPPP` there for every
+partition P; reduce task R writes `part-RRRRR` into the job's output
+directory. A task's scratch files live in a temporary directory whose
+name starts with `mapreduce-local-taskTTTTT-`.
 """
 
 import fnmatch
+
+# The beginnings of the names of the Manager's shared directory and of
+# every task's local directory (what a sweep looks for).
+SHARED_DIR_PREFIX = "mapreduce-shared-"
+LOCAL_DIR_PREFIX = "mapreduce-local-task"
 
 
 def job_dir_name(job_id):
@@ -37,4 +43,4 @@ def reduce_output_name(task_id):
 
 def local_dir_prefix(task_id):
     """Return the prefix of task `task_id`'s local temporary directory."""
-    return f"mapreduce-local-task{task_id:05d}-"
+    return f"{LOCAL_DIR_PREFIX}{task_id:05d}-"

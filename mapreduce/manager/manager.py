@@ -12,11 +12,11 @@ Workers, the job queue and the tasks; the History records what happens.
 """
 
 import dataclasses
-import shutil
 import tempfile
+import threading
 import time
 
-from mapreduce import defaults, protocol
+from mapreduce import defaults, filenames, protocol, sweep
 from mapreduce.logs import get_logger
 from mapreduce.manager import dashboard
 from mapreduce.manager.events import History
@@ -95,10 +95,15 @@ class ManagerServer(Service):
     # Life cycle.
 
     def listen(self, closing):
-        """Make the shared directory; listen for TCP, UDP and the page."""
-        shared = tempfile.mkdtemp(prefix="mapreduce-shared-",
-                                  dir=self.options.shared_dir)
-        closing.callback(shutil.rmtree, shared, ignore_errors=True)
+        """Make the shared directory; listen for TCP, UDP and the page.
+
+        The shared directories that dead Managers left in the same place
+        are swept in a thread of their own, while the Manager runs.
+        """
+        owned = sweep.OwnedDirectory(filenames.SHARED_DIR_PREFIX,
+                                     self.options.shared_dir)
+        closing.callback(self._remove_shared, owned)
+        shared = owned.name
         tcp = MessageServer(self.reactor, self.info.host, self.info.port,
                             self._on_message)
         closing.callback(tcp.close)
@@ -113,8 +118,23 @@ class ManagerServer(Service):
         self.info.shared_dir = self.scheduler.shared_dir = shared
         self.history.record("manager_started", host=self.info.host,
                             port=tcp.port, shared_dir=shared)
+        sweeper = threading.Thread(
+            target=sweep.sweep, name=f"manager-{tcp.port}-sweep",
+            args=(tempfile.gettempdir() if self.options.shared_dir is None
+                  else self.options.shared_dir,
+                  filenames.SHARED_DIR_PREFIX, self.log))
+        sweeper.start()
+        closing.callback(sweeper.join)
         if self.options.web_port is not None:
             self._open_dashboard(closing)
+
+    def _remove_shared(self, owned):
+        """Remove the shared directory at the end; a failure is a warning."""
+        try:
+            owned.cleanup()
+        except OSError as exc:
+            self.log.warning("Could not remove the shared directory %s: %s",
+                             owned.name, exc)
 
     def _open_dashboard(self, closing):
         """Serve the dashboard on the web port; on failure, go on without.

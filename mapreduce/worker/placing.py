@@ -9,14 +9,28 @@ import os
 import shutil
 import tempfile
 
-from mapreduce import filenames
+from mapreduce import filenames, sweep
 from mapreduce.worker.processes import TaskError
 
 
 def local_dir(task_id):
-    """Make the task's local temporary directory (a context manager)."""
-    return tempfile.TemporaryDirectory(
-        prefix=filenames.local_dir_prefix(task_id))
+    """Make the task's local temporary directory (a context manager).
+
+    It is made in the system's temporary directory as
+    `tempfile.TemporaryDirectory` would, and owned (mapreduce.sweep): if
+    this process dies before removing it, the next Worker sweeps it.
+    """
+    return sweep.OwnedDirectory(filenames.local_dir_prefix(task_id))
+
+
+def sweep_local_dirs(log):
+    """Remove the task directories left by Workers that are gone.
+
+    Returns the paths removed. Those of live Workers, on this machine
+    too, are never touched (see mapreduce.sweep).
+    """
+    return sweep.sweep(tempfile.gettempdir(), filenames.LOCAL_DIR_PREFIX,
+                       log)
 
 
 def open_input(path, stack):

@@ -31,6 +31,7 @@ from mapreduce.reactor import MessageServer, Reactor, send_datagram
 from mapreduce.reactor import send_message
 from mapreduce.service import Service
 from mapreduce.signing import manager_name, worker_name
+from mapreduce.worker.placing import sweep_local_dirs
 from mapreduce.worker.stderr import LoopStderr
 from mapreduce.worker.tasks import (
     ProcessControl, TaskError, run_map_task, run_reduce_task,
@@ -280,6 +281,20 @@ class TaskPool:
             when_gone, self._when_gone = self._when_gone, None
             when_gone()
 
+    def sweep(self):
+        """Remove, in the pool thread, the task directories of dead Workers.
+
+        Tasks that come meanwhile wait for it, as they wait for a task.
+        """
+        self.reactor.run_in_pool(self._pool, self._swept, sweep_local_dirs,
+                                 self.reactor.log)
+
+    def _swept(self, future):
+        """On the loop: log what went wrong in a sweep, if anything did."""
+        if not future.cancelled() and future.exception() is not None:
+            self.reactor.log.error("Could not sweep old task directories: "
+                                   "%s", future.exception())
+
     def cancel(self):
         """Stop the children of every running or queued task."""
         for control in self._controls.values():
@@ -383,8 +398,13 @@ class WorkerServer(Service):
                       *self.address.manager)
 
     def before_run(self):
-        """Register with the Manager as soon as the loop runs."""
+        """Register with the Manager as soon as the loop runs.
+
+        Meanwhile the task directories of Workers that died on this
+        machine are swept.
+        """
         self.link.register()
+        self.tasks.sweep()
 
     def shut_down(self):
         """Stop as soon as possible: cancel tasks, leave the loop."""
