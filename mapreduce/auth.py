@@ -36,7 +36,7 @@ import time
 
 from mapreduce import protocol
 
-ENVELOPE_TYPE = "signed"
+ENVELOPE_TYPE = protocol.SIGNED
 
 # Bump when the canonical bytes change: old and new then refuse each other.
 _VERSION = "mapreduce-hmac-sha256-v1"

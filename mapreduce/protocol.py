@@ -30,6 +30,9 @@ class UnknownMessage(ProtocolError):
 
 
 MESSAGE_TYPES = {}
+# The message_type of a signed envelope (mapreduce.auth), which only a
+# process with the cluster's secret opens.
+SIGNED = "signed"
 
 
 def message(type_name):
@@ -316,6 +319,10 @@ def from_wire(obj):
     if not isinstance(type_name, str):
         raise ProtocolError("no message_type string")
     cls = MESSAGE_TYPES.get(type_name)
+    if cls is None and type_name == SIGNED:
+        raise UnknownMessage("a signed message, but this process has no "
+                             "secret (give every process of the cluster "
+                             "the same --secret-file)")
     if cls is None:
         raise UnknownMessage(f"unknown message_type {type_name[:80]!r}")
     return _record_from_wire(cls, obj, type_name)

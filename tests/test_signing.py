@@ -459,3 +459,21 @@ def test_forged_heartbeats_keep_no_worker_alive(tmp_path, secret_file):
                                               "'heartbeat'")
         finally:
             fake.close()
+
+
+def test_a_signed_client_and_a_manager_without_a_secret(tmp_path,
+                                                        secret_file):
+    """Each says what is wrong; the Manager neither answers nor stops."""
+    settings = ProcessSettings(tmp_path / "cluster", workers=0)
+    with ProcessCluster(settings) as cluster:
+        port = str(cluster.port)
+        for args in (["mapreduce-status"], ["mapreduce-submit", "-s"]):
+            result = _run(*args, "--port", port, "--secret-file",
+                          str(secret_file))
+            assert result.returncode == 1, result
+            assert "same secret" in result.stderr
+            assert len(result.stderr.splitlines()) == 1, result.stderr
+        _wait_logged(cluster.manager_log, "a signed message, but this "
+                                          "process has no secret", count=2)
+        assert cluster.manager.poll() is None
+        client.status(cluster.address)
