@@ -192,7 +192,7 @@ def command_up(session, args):
         raise
     print("Manager and Workers are up; each Worker registered.")
     describe(session, cluster)
-    print("next:      bin/netbed job --slow 4 & then bin/netbed cut worker2 "
+    print("next:      bin/netbed job --slow 6 & then bin/netbed cut worker2 "
           "--wait; bin/netbed heal worker2 --wait; bin/netbed down")
 
 
