@@ -28,6 +28,7 @@ import collections
 import hashlib
 import hmac
 import json
+import json.encoder
 import os
 import secrets
 import stat
@@ -46,6 +47,12 @@ _ENVELOPE_KEYS = ("message_type", "sender", "recipient", "time_ms", "nonce",
                   "message", "mac")
 
 _NONCE_BYTES = 16
+
+# JSON's string escaping, as `json.dumps` does it by default (ASCII only):
+# the short fields are put together with it, byte for byte what
+# `json.dumps` gives, without its general machinery (a message is sealed
+# and opened on the loop thread, so every microsecond counts).
+_quoted = json.encoder.encode_basestring_ascii
 
 # A secret file is small; a bigger file is a mistake (a wrong path).
 MAX_SECRET_BYTES = 64 * 1024
@@ -73,8 +80,10 @@ def canonical_bytes(sender, recipient, time_ms, nonce, message):
     newline), then a newline, then the inner message's exact bytes: so no
     two different envelopes share the same canonical bytes.
     """
-    head = json.dumps([_VERSION, sender, recipient, time_ms, nonce])
-    return head.encode("utf-8") + b"\n" + message
+    # json.dumps([_VERSION, sender, recipient, time_ms, nonce]), faster.
+    head = (f'[{_quoted(_VERSION)}, {_quoted(sender)}, {_quoted(recipient)}, '
+            f'{int(time_ms)}, {_quoted(nonce)}]')
+    return head.encode("ascii") + b"\n" + message
 
 
 class ReplayCache:
@@ -169,9 +178,13 @@ class Authenticator:
         nonce = secrets.token_hex(_NONCE_BYTES)
         mac = self._mac(canonical_bytes(self.identity, recipient, time_ms,
                                         nonce, data))
-        values = (ENVELOPE_TYPE, self.identity, recipient, time_ms, nonce,
-                  message, mac)
-        return protocol.encode(dict(zip(_ENVELOPE_KEYS, values)))
+        # protocol.encode of the envelope (keys in _ENVELOPE_KEYS' order),
+        # byte for byte, faster.
+        return (f'{{"message_type": {_quoted(ENVELOPE_TYPE)}, '
+                f'"sender": {_quoted(self.identity)}, '
+                f'"recipient": {_quoted(recipient)}, "time_ms": {time_ms}, '
+                f'"nonce": {_quoted(nonce)}, "message": {_quoted(message)}, '
+                f'"mac": {_quoted(mac)}}}').encode("ascii")
 
     def refuse_older_than_now(self):
         """Refuse from now on every message signed before this moment.

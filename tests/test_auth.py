@@ -97,6 +97,29 @@ def test_envelope_wire_form(clock):
     assert json.loads(sender.seal(REGISTER))["nonce"] != obj["nonce"]
 
 
+@pytest.mark.parametrize("text", ['"quoted" \\ back', "line\nbreak\x00\x1f",
+                                  "caf\u00e9 \u4e2d \U0001F600 \u2028", ""])
+def test_envelope_bytes_are_json_dumps_exactly(text):
+    """Sealing writes exactly what `json.dumps` of the envelope gives.
+
+    The envelope and the MAC's head are put together by hand for speed:
+    with quotes, backslashes, control and non-ASCII characters in every
+    string, the bytes must still be `json.dumps`'s.
+    """
+    sealer = auth.Authenticator(SECRET, text)
+    data = json.dumps({"message_type": "shutdown", "x": text}).encode()
+    envelope = sealer.seal(data, text + "!")
+    obj = json.loads(envelope)
+    assert envelope == json.dumps(obj).encode("utf-8")
+    assert obj["message"].encode("utf-8") == data
+    head = json.dumps(["mapreduce-hmac-sha256-v1", text, text + "!", 17,
+                       text])
+    assert auth.canonical_bytes(text, text + "!", 17, text, data) == (
+        head.encode("utf-8") + b"\n" + data)
+    receiver = auth.Authenticator(SECRET, "other")
+    assert receiver.open(envelope, text + "!") == data
+
+
 def test_a_spec_only_peer_sees_an_unknown_message(clock):
     """To the protocol, an envelope is a message type it does not know."""
     sender, _ = pair(clock)

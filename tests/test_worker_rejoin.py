@@ -8,7 +8,6 @@ tasks as ever. The fake Manager (tests.util.FakePeer) sees exactly the
 specification's messages throughout.
 """
 
-import contextlib
 import logging
 import os
 
@@ -40,10 +39,10 @@ def test_rejoin_drops_every_task_then_registers_again(
     neither is reported; no heartbeat until the new register_ack."""
     job = tmp_path / "job"
     job.mkdir()
-    send_json(registered.port,
-              map_task(0, INPUTS, EXEC / "t_hang.sh", job, 2))
-    pids = read_pids(pidfile)
-    send_json(registered.port, map_task(1, INPUTS, WC_MAP, job, 2))
+    for task_id, executable in enumerate([EXEC / "t_hang.sh", WC_MAP]):
+        send_json(registered.port,
+                  map_task(task_id, INPUTS, executable, job, 2))
+    pids = read_pids(pidfile)  # Task 0 runs; task 1 waits behind it.
     send_json(registered.port, REJOIN)
     msg = next_of(manager, "register")
     assert all(map(process_gone, pids)), "registered before its tasks ended"
@@ -92,9 +91,18 @@ def test_the_register_waits_until_the_dropped_task_has_ended(
 
 
 def unblock(fifo):
-    """Open `fifo` for writing and close it, if a reader waits on it."""
-    with contextlib.suppress(OSError):
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    """Open `fifo` for writing once a reader waits on it, and close it.
+
+    The task may not have reached its `open` yet (a loaded machine): the
+    writer's end can be had only once it has.
+    """
+    def opened():
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            return False
+        return True
+    wait_for(opened, what="the task to open its input")
 
 
 def test_rejoin_when_idle_registers_at_once(manager, registered):

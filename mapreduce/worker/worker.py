@@ -33,8 +33,9 @@ from mapreduce.service import Service
 from mapreduce.signing import manager_name, worker_name
 from mapreduce.worker.placing import sweep_local_dirs
 from mapreduce.worker.stderr import LoopStderr
+from mapreduce.worker.streaming import carried
 from mapreduce.worker.tasks import (
-    ProcessControl, TaskError, run_map_task, run_reduce_task,
+    ProcessControl, TaskError, run_map, run_reduce,
 )
 
 
@@ -456,27 +457,25 @@ class WorkerServer(Service):
         return self._rejoining
 
     def _on_map_task(self, msg):
-        """Queue a map task in the pool, unless it cannot make sense."""
+        """Queue a map task in the pool, unless it cannot make sense.
+
+        A streaming task may have 0 partitions: map-only.
+        """
         if self._ignored_while_rejoining(msg):
             return
-        if not 1 <= msg.num_partitions <= protocol.MAX_PARTITIONS:
-            self._refuse(msg, f"num_partitions must be between 1 and "
+        least = 0 if carried(msg) is not None else 1
+        if not least <= msg.num_partitions <= protocol.MAX_PARTITIONS:
+            self._refuse(msg, f"num_partitions must be between {least} and "
                               f"{protocol.MAX_PARTITIONS}, not "
                               f"{msg.num_partitions}")
             return
-        self.tasks.run(msg, run_map_task,
-                       (msg.task_id, msg.input_paths, msg.executable,
-                        msg.output_directory, msg.num_partitions),
-                       self._task_done)
+        self.tasks.run(msg, run_map, (msg,), self._task_done)
 
     def _on_reduce_task(self, msg):
         """Queue a reduce task in the pool."""
         if self._ignored_while_rejoining(msg):
             return
-        self.tasks.run(msg, run_reduce_task,
-                       (msg.task_id, msg.executable, msg.input_paths,
-                        msg.output_directory),
-                       self._task_done)
+        self.tasks.run(msg, run_reduce, (msg,), self._task_done)
 
     def _refuse(self, msg, reason):
         """Report at once that task `msg` fails for `reason`."""
@@ -493,9 +492,12 @@ class WorkerServer(Service):
         exc = future.exception()
         if exc is None:
             self.log.info("Finished %s task %d", _kind(msg), msg.task_id)
+            # Counters stay {} (absent) unless the task carried `streaming`.
             self.link.send(protocol.Finished(
                 task_id=msg.task_id, worker_host=self.address.host,
-                worker_port=self.address.port, assignment=msg.assignment))
+                worker_port=self.address.port,
+                counters=future.result().counters,
+                assignment=msg.assignment))
             return
         if isinstance(exc, TaskError):
             error = str(exc)
