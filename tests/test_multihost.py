@@ -570,6 +570,13 @@ def test_outsider_can_do_nothing_to_a_signed_cluster(signed_cluster):
     log.wait(r"Finished Job", timeout=60)
     assert output_lines(job.output) == expected(job)
     assert check_assignments(log.texts()).reassigned == 0
+    # A task let in would have waited behind worker1's gated one, then run
+    # before the job's end: each Worker ran exactly what the Manager sent.
+    for host in WORKERS:
+        worker = remote_worker(address(cluster, host))
+        assert len(cluster.log(host).grep(r"Running \w+ task")) == len(
+            log.grep(rf"Assigned .* to {worker}")), host
+    assert not list((cluster.workdir / "trophies").iterdir())
     print(f"[netbed] outsider against a signed cluster: {outsider.sent} "
           f"forged or replayed messages and 2 submits in {lasted:.1f}s, "
           "every one refused and logged (" + ", ".join(
