@@ -283,7 +283,7 @@ def long_cut(cluster, kind, job):
     cluster.bed.cut("worker2")
     figures.to_notice = seconds_to(cluster, rf"Marked {worker2} dead", cut,
                                    DEAD_TIMEOUT + 5)
-    assert log.grep(rf"Took {re.escape(task)} back from {worker2}")
+    log.wait(rf"Took {re.escape(task)} back from {worker2}", timeout=10)
     healed = time.monotonic()
     cluster.bed.heal("worker2")
     figures.to_register, figures.to_assign = back_in_use(
@@ -353,7 +353,7 @@ def test_host_reboot_mid_task(cluster):
     cluster.start_worker("worker2")
     worker2 = remote_worker(address(cluster, "worker2"))
     log.wait(rf"Registered {worker2} again \(it was busy\)", since=booted)
-    assert log.grep(rf"Took {re.escape(task)} back from {worker2}")
+    log.wait(rf"Took {re.escape(task)} back from {worker2}", timeout=10)
     # The sweep runs beside the registration; its line may come after.
     cluster.log("worker2").wait(
         rf"Removed .*{re.escape(local['worker2'].name)}", timeout=10)
@@ -389,9 +389,9 @@ def test_manager_killed_and_restarted(cluster):
     to_register = [seconds_to(cluster, rf"Registered "
                               rf"{remote_worker(address(cluster, host))}",
                               listening) for host in WORKERS]
+    log.wait(rf"Removed .*{re.escape(old_dirs[0].name)}", since=killed,
+             timeout=10)
     assert not old_dirs[0].exists()
-    assert log.grep(rf"Removed .*{re.escape(old_dirs[0].name)}",
-                    since=killed)
     release(cluster)  # Whatever was left of the gated mappers may end.
     job = job_in(cluster, mappers=6, reducers=3)
     seconds = finish(cluster, job, run_job(cluster, job))
@@ -484,8 +484,8 @@ def test_zombie_reduce_task_cannot_touch_a_later_job(quick_cluster):
              what="the zombie's reducer to end")
     to_register = seconds_to(cluster, rf"Registered {worker2}", healed)
     # The zombie did try: its reducer ended, and placing its part failed.
-    assert cluster.log("worker2").grep(r"failed: cannot move part-",
-                                       since=healed)
+    cluster.log("worker2").wait(r"failed: cannot move part-", since=healed,
+                                timeout=10)
     assert snapshot(job2.output) == before
     assert output_lines(job2.output) == expected(job2)
     print(f"[netbed] zombie reduce task: cut {healed - cut:.1f}s, through "
