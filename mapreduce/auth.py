@@ -60,6 +60,11 @@ MIN_SECRET_BYTES = 16
 
 SECRET_FILE_VARIABLE = "MAPREDUCE_SECRET_FILE"
 
+# Seconds by which a process's clock may run ahead of its peers' without
+# its start refusing their first messages (see `refuse_older_than_now`);
+# NTP keeps a cluster's clocks within milliseconds.
+START_GRACE = 1.0
+
 # How to make a good secret, for error messages and the README.
 MAKE_SECRET_HINT = ("(umask 077; head -c 32 /dev/urandom | base64 > "
                     "secret.key)")
@@ -186,16 +191,19 @@ class Authenticator:
                 f'"nonce": {_quoted(nonce)}, "message": {_quoted(message)}, '
                 f'"mac": {_quoted(mac)}}}').encode("ascii")
 
-    def refuse_older_than_now(self):
+    def refuse_older_than_now(self, grace=0.0):
         """Refuse from now on every message signed before this moment.
 
         A process that starts remembers no nonce: call this when it starts
         serving, so that a message captured on its way to a previous
-        process at the same address cannot be replayed to this one. (A
-        peer whose clock is behind this one's by some milliseconds is then
-        refused for those first milliseconds.)
+        process at the same address cannot be replayed to this one. With
+        `grace` seconds, the moment is that much earlier: a peer whose
+        clock is behind this one's by less than `grace` is not refused
+        (an answer to this process's first message would otherwise be),
+        and a previous process that ended less than `grace` seconds
+        before this one started is not protected.
         """
-        self._not_before_ms = int(self.clock() * 1000)
+        self._not_before_ms = int((self.clock() - grace) * 1000)
 
     def open(self, data, recipient=None):
         """Return the inner message bytes of envelope bytes `data`.

@@ -15,6 +15,7 @@ machines can reach it warns, once, what anyone there can do.
 import contextlib
 import threading
 
+from mapreduce.auth import START_GRACE
 from mapreduce.reactor.net import is_loopback
 from mapreduce.signals import stop_on_signals
 from mapreduce.signing import signing
@@ -86,8 +87,9 @@ class Service:
         if self.signed:
             # Nothing signed before now was meant for this process (a
             # client may sign as soon as the port listens, before `listen`
-            # returns).
-            self.reactor.envelope.authenticator.refuse_older_than_now()
+            # returns); within the clocks' disagreement, it may have been.
+            self.reactor.envelope.authenticator.refuse_older_than_now(
+                START_GRACE)
         try:
             self.listen(closing)
         except BaseException:

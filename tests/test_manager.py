@@ -571,8 +571,9 @@ def test_job_before_any_worker_runs_once_one_registers(env):
     """A job waits for a Worker, then runs."""
     env.start()
     output = env.job(env.inputs(["a"]), num_mappers=1, num_reducers=1)
-    wait_for(output.is_dir, what="the output directory")
-    assert env.job_dir(0).is_dir()
+    # The output directory is made first, the job directory just after.
+    wait_for(lambda: output.is_dir() and env.job_dir(0).is_dir(),
+             what="the output and job directories")
     peer = env.peer()
     do_map(env, peer, next_task(peer, "map", 0))
     do_reduce(env, peer, next_task(peer, "reduce", 0))

@@ -90,6 +90,17 @@ def _sealer(name, secret=SECRET, clock=time.time):
     return auth.Authenticator(secret, name, clock=clock)
 
 
+def _wait_past_grace(envelope):
+    """Wait until a process starting now counts `envelope` as signed before.
+
+    A process refuses what was signed before it started, less
+    auth.START_GRACE seconds (for clocks that disagree a little).
+    """
+    signed_at = json.loads(envelope)["time_ms"] / 1000
+    wait_for(lambda: time.time() > signed_at + auth.START_GRACE + 0.05,
+             timeout=auth.START_GRACE + 5, what="the start grace to pass")
+
+
 def _jobs(cluster):
     """Return how many jobs the (signed) Manager knows of."""
     status = client.status(cluster.address)
@@ -302,6 +313,7 @@ def test_captured_messages_are_refused_by_other_processes(tmp_path,
                 assert isinstance(task, protocol.NewMapTask)
             finally:
                 fake.close()
+            _wait_past_grace(task_bytes)
             workers.append(_spawn_worker(tmp_path, secret_file,
                                          elsewhere.port, fake.peer.port))
             shutdown = _sealer("client-x").seal(
@@ -317,6 +329,7 @@ def test_captured_messages_are_refused_by_other_processes(tmp_path,
                 assert process.poll() is None
         finally:
             for process, _ in workers:
+                process.terminate()
                 stop_process(process)
     assert not list(ran.iterdir())
 
@@ -358,11 +371,13 @@ def test_a_shutdown_replayed_to_a_new_manager_is_refused(tmp_path,
             if logfile == logs[0]:
                 assert answer, "a signed shutdown is confirmed"
                 assert process.wait(10) == 0
+                _wait_past_grace(shutdown)
             else:
                 assert answer == b""
                 _wait_logged(logfile, "signed before this process started")
                 assert process.poll() is None
         finally:
+            process.terminate()
             stop_process(process)
 
 
@@ -477,3 +492,26 @@ def test_a_signed_client_and_a_manager_without_a_secret(tmp_path,
                                           "process has no secret", count=2)
         assert cluster.manager.poll() is None
         client.status(cluster.address)
+
+
+def test_a_peer_whose_clock_is_a_little_behind_is_heard_at_start(
+        tmp_path, secret_file):
+    """An answer to a Worker's first message, dated just before its start.
+
+    The Manager's clock is half a second behind: its `register_ack` is
+    signed "before" the Worker started, within auth.START_GRACE, and
+    taken; the Worker beats at once.
+    """
+    with FakePeer(udp=True) as manager:
+        process, logfile = _spawn_worker(tmp_path, secret_file, manager.port)
+        try:
+            manager.next(skip=())  # The Worker's register.
+            behind = _sealer("manager", clock=lambda: time.time() - 0.5)
+            send_json(process.port, behind.seal(
+                protocol.encode(protocol.RegisterAck()),
+                f"{LOCALHOST}:{process.port}"))
+            _wait_logged(logfile, "Registered with the Manager")
+            assert "signed before" not in _log(logfile)
+        finally:
+            process.terminate()
+            stop_process(process)
