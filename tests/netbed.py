@@ -99,6 +99,15 @@ def _owner_alive(pid):
     return True
 
 
+def running(pid):
+    """Tell whether process `pid` runs (exists and is not a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as file:
+            return file.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def namespace_pids(namespace):
     """Return the pids of the processes living in `namespace`."""
     return [int(pid) for pid in

@@ -16,8 +16,9 @@ import pathlib
 import re
 import subprocess
 import time
+import typing
 
-from mapreduce.localcluster import command, spawn, stop_process
+from mapreduce.localcluster import command, options_of, spawn, stop_process
 
 MANAGER_PORT = 6000
 WORKER_PORT = 6001
@@ -87,12 +88,25 @@ class BedClusterOptions:
     reducers inherit them from their Worker); `manager_loglevel` debug
     shows every heartbeat the Manager receives; `detach` starts the
     processes in sessions of their own so that they outlive the caller.
+    `secret_file`, when set, goes to every command as `--secret-file`
+    (a signed cluster); `manager_settings` and `worker_settings` are
+    hidden timing options (`{"heartbeat_timeout": 4}`), for scenarios
+    that need no more than a shorter dead timeout.
     """
 
     env: dict = dataclasses.field(default_factory=dict)
     manager_loglevel: str = "debug"
     worker_loglevel: str = "info"
     detach: bool = False
+    secret_file: typing.Optional[pathlib.Path] = None
+    manager_settings: dict = dataclasses.field(default_factory=dict)
+    worker_settings: dict = dataclasses.field(default_factory=dict)
+
+    def secret_options(self):
+        """Return `--secret-file PATH`, or nothing for an unsigned cluster."""
+        if self.secret_file is None:
+            return []
+        return ["--secret-file", str(self.secret_file)]
 
 
 class BedCluster:
@@ -144,7 +158,9 @@ class BedCluster:
             command("mapreduce-manager"), "--host", address,
             "--port", MANAGER_PORT, "--logfile", self.logfile("manager"),
             "--loglevel", self.options.manager_loglevel,
-            "--shared_dir", self.workdir / "shared"])
+            "--shared_dir", self.workdir / "shared",
+            *self.options.secret_options(),
+            *options_of(self.options.manager_settings)])
         self._wait_line("manager", r"Listening on", since, timeout)
         return process
 
@@ -157,7 +173,9 @@ class BedCluster:
             "--port", WORKER_PORT,
             "--manager-host", self.bed.host("manager").address,
             "--manager-port", MANAGER_PORT, "--logfile", self.logfile(host),
-            "--loglevel", self.options.worker_loglevel])
+            "--loglevel", self.options.worker_loglevel,
+            *self.options.secret_options(),
+            *options_of(self.options.worker_settings)])
         self.log("manager").wait(rf"Registered {remote_worker(address)}",
                                  since=since, timeout=timeout)
         return process
@@ -190,7 +208,7 @@ class BedCluster:
         argv = self.bed.command(host, [
             command("mapreduce-submit"),
             "--host", self.bed.host("manager").address,
-            "--port", MANAGER_PORT, *args])
+            "--port", MANAGER_PORT, *self.options.secret_options(), *args])
         return subprocess.run(argv, capture_output=True, text=True,
                               check=False, timeout=WAIT)
 
@@ -204,7 +222,8 @@ class BedCluster:
         return spawn(self.bed.command("client", [
             command("mapreduce-submit"),
             "--host", self.bed.host("manager").address,
-            "--port", MANAGER_PORT, *job.arguments(), "--wait"]),
+            "--port", MANAGER_PORT, *self.options.secret_options(),
+            *job.arguments(), "--wait"]),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     @staticmethod
