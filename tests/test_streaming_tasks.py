@@ -513,6 +513,18 @@ def test_job_environment_wins_over_the_workers(tmp_path, local_tmp, out):
     assert not any(local_tmp.iterdir())
 
 
+@pytest.mark.parametrize("value", ["nul\0byte", "lone \ud800 surrogate"])
+def test_unusable_environment_value_fails_the_task_cleanly(
+        tmp_path, local_tmp, out, value):
+    """A value no process can have: a TaskError, not a crash."""
+    inputs = make_inputs(tmp_path / "in", [b"a\n"])
+    with pytest.raises(TaskError) as info:
+        run_map(NewMapTask(0, inputs, CAT, str(out), 1,
+                           streaming(environment={"BAD": value})))
+    assert str(info.value).startswith(f"cannot run {CAT!r}: ")
+    assert_clean(out, local_tmp)
+
+
 def test_spec_task_environment_is_the_workers(tmp_path, local_tmp, out):
     """No record: no Hadoop variable, exactly the Worker's environment."""
     mapper = program(tmp_path, "env.py", SHOW_ENVIRONMENT)
