@@ -12,6 +12,7 @@ import pytest
 
 from mapreduce.localcluster import wait_for
 from mapreduce.reactor import HttpServer
+from mapreduce.reactor.net import format_peer
 from mapreduce.reactor.web import HTTP_LIMITS
 
 pytestmark = pytest.mark.timeout(60)
@@ -207,7 +208,7 @@ def test_slow_loris_is_cut_off_and_others_are_served(loop, site, caplog):
     try:
         with socket.create_connection((HOST, server.port),
                                       timeout=WAIT) as slow:
-            peer = "{}:{}".format(*slow.getsockname())
+            peer = format_peer(slow.getsockname())
             start_time = time.monotonic()
             for piece in (b"GET / HT", b"TP/1.1\r\n", b"X-a: 1\r\n"):
                 slow.sendall(piece)
@@ -240,7 +241,7 @@ def test_client_that_never_reads_is_cut_off(loop, site, caplog):
                                       timeout=WAIT) as stuck:
             stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             stuck.sendall(b"GET /big HTTP/1.1\r\n\r\n")
-            peer = "{}:{}".format(*stuck.getsockname())
+            peer = format_peer(stuck.getsockname())
             start_time = time.monotonic()
             for _ in range(5):
                 assert get(server.port)[0] == 200
