@@ -6,26 +6,14 @@ machine running the suite is shared and noisy.
 
 import json
 import os
-import pathlib
-import shutil
 import subprocess
 import sys
 
 import pytest
 
+from tests.util import find_madoop
+
 SECTIONS = ["throughput", "latency", "idle", "memory", "heap", "scheduling"]
-
-
-def find_madoop():
-    """Return the directory of `madoop`: this environment's, else PATH's."""
-    scripts = pathlib.Path(sys.executable).parent
-    if (scripts / "madoop").is_file():
-        return scripts
-    found = shutil.which("madoop")
-    if found is None:
-        pytest.skip("madoop is not installed in this environment nor on "
-                    "PATH; install the dev extra: pip install -e '.[dev]'")
-    return pathlib.Path(found).parent
 
 
 def check_idle(idle):
@@ -40,7 +28,7 @@ def check_idle(idle):
 
 def test_quick_bench_runs_and_outputs_agree(tmp_path):
     """`python -m bench --quick` exits 0 and reports every section."""
-    scripts = find_madoop()
+    scripts = find_madoop().parent
     env = {**os.environ,
            "PATH": f"{scripts}{os.pathsep}{os.environ.get('PATH', '')}"}
     result = subprocess.run(
