@@ -189,6 +189,14 @@ class Authenticator:
         it claims to come from this process itself (a reflection), or
         (when `recipient` is given) it is meant for another receiver.
         """
+        return self.open_from(data, recipient)[1]
+
+    def open_from(self, data, recipient=None):
+        """Return `(sender, inner message bytes)` of envelope bytes `data`.
+
+        The sender is the name the envelope was signed in (so that an
+        answer can be addressed to it); raises AuthError as `open` does.
+        """
         sender, to, time_ms, nonce, inner, mac = _envelope_fields(data)
         expected = self._mac(canonical_bytes(sender, to, time_ms, nonce,
                                              inner))
@@ -212,7 +220,7 @@ class Authenticator:
             raise AuthError(f"meant for {to!r}, not for {recipient!r}")
         with self._lock:
             self._replays.add(nonce)
-        return inner
+        return sender, inner
 
     @property
     def replay_cache_size(self):

@@ -2,14 +2,20 @@
 
 These are the protocol extensions of the README ("Answers on the same
 connection") as blocking functions, for the command-line tools, scripts
-and tests. `address` is a `(host, port)` pair. Every failure is a
-`ClientError` whose message is one line meant for a user.
+and tests. `address` is a `(host, port)` pair, or an `Address` that
+also signs (`manager_address`): then every request is sealed with the
+cluster's secret and every answer must be sealed for this client (see
+mapreduce.signing). Every failure is a `ClientError` whose message is one
+line meant for a user.
 """
 
+import logging
 import time
+import typing
 
-from mapreduce import defaults, protocol
+from mapreduce import auth, defaults, protocol
 from mapreduce.reactor.net import request
+from mapreduce.signing import client_name, manager_name, signing
 
 
 class ClientError(Exception):
@@ -32,29 +38,73 @@ class NoJobId(ClientError):
     """A job was delivered, but no job id came back for it."""
 
 
+class Address(typing.NamedTuple):
+    """A Manager's host and port, and the Signing of requests to it.
+
+    `signing` None: the specification's plain messages.
+    """
+
+    host: str
+    port: int
+    signing: object = None
+
+
+def manager_address(host, port, secret=None):
+    """Return the Address of the Manager at `host:port`.
+
+    With bytes `secret`, requests are signed and answers checked.
+    """
+    return Address(host, port, signing(
+        secret, client_name(), manager_name,
+        lambda: logging.getLogger(__name__)))
+
+
+# Why a signed request may go unanswered, for error messages.
+_SECRET_HINT = ("is it a Manager with the same secret? (a Manager drops, "
+                "and logs, what is not signed with its own secret)")
+
+
+def _signing(address):
+    """Return the Signing of requests to `address`, or None."""
+    return getattr(address, "signing", None)
+
+
 def _where(address):
     """Return 'host:port'."""
     return f"{address[0]}:{address[1]}"
 
 
 def _send(address, msg, timeout, on_sent=None):
-    """Send `msg` and return the raw answer (b"" for none).
+    """Send `msg` and return the raw answer (b"" for none), opened.
 
-    Raises Unreachable when the exchange fails.
+    Raises Unreachable when the exchange fails, NotAManager when a signed
+    request is answered with what is not signed for this client.
     """
+    envelope = _signing(address)
+    data = protocol.encode(msg)
+    if envelope is not None:
+        data = envelope.seal_to(data, address[:2])
     try:
-        return request(address[0], address[1], protocol.encode(msg),
-                       timeout, on_sent=on_sent)
+        answer = request(address[0], address[1], data, timeout,
+                         on_sent=on_sent)
     except OSError as exc:
         raise Unreachable(f"cannot reach the Manager at {_where(address)}: "
                           f"{exc.strerror or exc}") from exc
+    if envelope is None or not answer:
+        return answer
+    try:
+        return envelope.check(answer).message
+    except auth.AuthError as exc:
+        raise NotAManager(f"{_where(address)} answered, but not signed for "
+                          f"this client: {exc}") from exc
 
 
 def _decode(address, data):
     """Return the message in answer `data`, or raise NotAManager/Refused."""
     if not data:
-        raise NotAManager(f"no answer from {_where(address)}: is it a "
-                          "Manager (and not a Worker)?")
+        hint = (_SECRET_HINT if _signing(address) is not None
+                else "is it a Manager (and not a Worker)?")
+        raise NotAManager(f"no answer from {_where(address)}: {hint}")
     try:
         answer = protocol.decode(data)
     except protocol.ProtocolError as exc:
@@ -86,6 +136,9 @@ def _expect(answer, kind, address):
 
 def _no_job_id(address, why):
     """Return the error for a job delivered without a job id coming back."""
+    if _signing(address) is not None:
+        return NoJobId(f"no job id came back from {_where(address)} "
+                       f"({why}): {_SECRET_HINT}")
     return NoJobId(
         f"no job id came back from {_where(address)} ({why}): the job was "
         "sent, but that is probably not a Manager that acknowledges jobs "
@@ -132,15 +185,20 @@ def shut_down(address):
     """Send the Manager a `shutdown` (the specification's message).
 
     Raises Unreachable unless the message was delivered; the Manager
-    answers nothing.
+    answers nothing. A signed shutdown is confirmed by the Manager with
+    the same message: without that, this raises NotAManager.
     """
     delivered = []
     try:
-        _send(address, protocol.Shutdown(), defaults.CONNECT_TIMEOUT,
-              on_sent=lambda: delivered.append(True))
+        answer = _send(address, protocol.Shutdown(),
+                       defaults.CONNECT_TIMEOUT,
+                       on_sent=lambda: delivered.append(True))
     except Unreachable:
         if not delivered:
             raise
+        answer = b""
+    if _signing(address) is not None:
+        _expect(_decode(address, answer), protocol.Shutdown, address)
 
 
 def status(address):

@@ -37,6 +37,9 @@ DETAILED_JOBS = 10
 # ... and at most this many events and task attempts per job.
 EVENTS_PER_JOB = 200
 ATTEMPTS_PER_JOB = 10000
+# A job sums at most this many distinct counters (group and name); the
+# tasks' reports of more are dropped, with a warning.
+COUNTERS_PER_JOB = 1000
 
 # Seconds a Worker waits for `register_ack` after a delivered `register`
 # before it registers again.

@@ -2,7 +2,8 @@
 
 One job's files live in `job-NNNNN` under the shared directory; map task
 T writes `maptaskTTTTT-partPPPPP` there for every partition P; reduce task
-R writes `part-RRRRR` into the job's output directory. A task's scratch
+R writes `part-RRRRR` into the job's output directory (and in a map-only
+job, map task T writes `part-TTTTT` there). A task's scratch
 files live in a temporary directory whose name starts with
 `mapreduce-local-taskTTTTT-`.
 """
@@ -33,6 +34,11 @@ def map_outputs_of(names, partition):
 def reduce_output_name(task_id):
     """Return the name of reduce task `task_id`'s output file."""
     return f"part-{task_id:05d}"
+
+
+def map_only_output_name(task_id):
+    """Return the name of map-only task `task_id`'s output file."""
+    return reduce_output_name(task_id)
 
 
 def local_dir_prefix(task_id):

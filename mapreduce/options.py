@@ -2,6 +2,8 @@
 
 import click
 
+from mapreduce import auth
+
 
 def hidden_timings(**timings):
     """Return a decorator that adds one hidden option per timing.
@@ -19,3 +21,28 @@ def hidden_timings(**timings):
                 default=default, type=type(default))(command)
         return command
     return decorate
+
+
+def _load_secret(_ctx, _param, path):
+    """Return the secret in file `path` (None for none); one-line errors."""
+    if not path:
+        return None
+    try:
+        return auth.load_secret(path)
+    except auth.SecretError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def secret_file(command):
+    """Add `--secret-file PATH` (or MAPREDUCE_SECRET_FILE), passed as `secret`.
+
+    The command gets the secret's bytes, or None without one. A file that
+    cannot be used is a one-line error before anything starts.
+    """
+    return click.option(
+        "--secret-file", "secret", envvar=auth.SECRET_FILE_VARIABLE,
+        show_envvar=True, callback=_load_secret, metavar="PATH",
+        help="The cluster's shared secret: sign every message with it and "
+             "refuse every message not signed with it. The same file on "
+             "every Manager, Worker and client; make one with "
+             f"{auth.MAKE_SECRET_HINT}.")(command)

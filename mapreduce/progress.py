@@ -36,9 +36,10 @@ def fraction_done(summary):
 def progress_line(summary):
     """Return one line: job, state, stage, tasks done of total, elapsed."""
     stage = f" ({summary['stage']} stage)" if summary["stage"] else ""
+    reduce = ("no reduce (map-only)" if summary["num_reducers"] == 0 else
+              f"reduce {_count(summary['reduce'], summary['num_reducers'])}")
     return (f"job {summary['job_id']} {summary['state']}{stage}: "
-            f"map {_count(summary['map'])}, "
-            f"reduce {_count(summary['reduce'], summary['num_reducers'])}, "
+            f"map {_count(summary['map'])}, {reduce}, "
             f"elapsed {_seconds(summary['elapsed'])}")
 
 
@@ -58,7 +59,25 @@ def success_lines(summary):
         f"{_seconds(summary['elapsed'])}",
         f"output directory     {summary['output_directory']}",
         f"part files           {len(parts)}: {shown}",
-    ]
+    ] + counter_lines(summary)
+
+
+def counter_lines(summary):
+    """Return a job's counters as lines, by group; none without counters.
+
+    `counters             2`, then each group and under it each
+    `name=amount`, sorted by name. (Older Managers send no counters.)
+    """
+    counters = summary.get("counters") or {}
+    if not counters:
+        return []
+    lines = [f"counters             "
+             f"{sum(len(names) for names in counters.values())}"]
+    for group, names in sorted(counters.items()):
+        lines.append(f"  {group}")
+        lines.extend(f"    {name}={amount}"
+                     for name, amount in sorted(names.items()))
+    return lines
 
 
 def failure_text(summary):

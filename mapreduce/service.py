@@ -6,18 +6,26 @@ what must be closed on the ExitStack `closing`), may do something just
 before the loop runs (`before_run`), and says how to shut down
 (`shut_down`, loop thread). `run_blocking()` is the specification's
 blocking form: signals stop it, and it returns when all is closed.
+
+With a secret (`sign_with`), the reactor signs and checks every message
+(mapreduce.signing); without one, a service listening where other
+machines can reach it warns, once, what anyone there can do.
 """
 
 import contextlib
 import threading
 
+from mapreduce.reactor.net import is_loopback
 from mapreduce.signals import stop_on_signals
+from mapreduce.signing import signing
 
 
 class Service:
     """A server on a reactor that code can build, start and stop."""
 
     name = "service"
+    # What anyone who reaches an unsigned service can do (for a warning).
+    exposure = "anyone who can reach it can send it messages"
 
     def __init__(self, reactor):
         """Serve on `reactor`; nothing is open yet."""
@@ -30,9 +38,32 @@ class Service:
         raise NotImplementedError
 
     @property
+    def host(self):
+        """Return the address the service listens on."""
+        raise NotImplementedError
+
+    @property
+    def signed_name(self):
+        """Return the name the service signs as (see mapreduce.signing)."""
+        raise NotImplementedError
+
+    @property
     def log(self):
         """Return the service's logger (its reactor's, named by its port)."""
         return self.reactor.log
+
+    @property
+    def signed(self):
+        """Tell whether the service signs and checks every message."""
+        return self.reactor.envelope is not None
+
+    def sign_with(self, secret, name_of):
+        """Sign with bytes `secret` (None: send the spec's plain bytes).
+
+        `name_of(address)` names the process at a destination.
+        """
+        self.reactor.envelope = signing(secret, "", name_of,
+                                        lambda: self.log)
 
     def listen(self, closing):
         """Open the listeners; push what must be closed onto `closing`."""
@@ -58,6 +89,23 @@ class Service:
             self.close()
             raise
         self._running.opened = True
+        self._announce_signing()
+
+    def _announce_signing(self):
+        """Start checking signatures, or warn if anyone can reach us."""
+        envelope = self.reactor.envelope
+        if envelope is not None:
+            envelope.name = self.signed_name
+            # Nothing signed before now was meant for this process.
+            envelope.authenticator.refuse_older_than_now()
+            self.log.info("Signing every message as %r; unsigned, "
+                          "tampered, replayed and stale ones are refused",
+                          envelope.name)
+        elif not is_loopback(self.host):
+            self.log.warning(
+                "Listening on %s:%s without a secret: %s. Give every "
+                "process of the cluster --secret-file (README: Security)",
+                self.host, self.port, self.exposure)
 
     def close(self):
         """Close the listeners and the loop (and what `listen` added)."""

@@ -9,6 +9,7 @@ import json
 import click
 
 from mapreduce import client, defaults
+from mapreduce.options import secret_file
 from mapreduce.progress import progress_line
 
 RECENT_SHOWN = 10
@@ -88,10 +89,11 @@ def status_text(status):
               show_default=True, type=int, help="The Manager's port.")
 @click.option("--json", "as_json", is_flag=True, default=False,
               help="Print the Manager's answer as JSON.")
-def main(host, port, as_json):
+@secret_file
+def main(host, port, as_json, secret):
     """Show a Manager's Workers, running job, queue and recent jobs."""
     try:
-        status = client.status((host, port))
+        status = client.status(client.manager_address(host, port, secret))
     except client.ClientError as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:

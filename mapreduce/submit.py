@@ -14,8 +14,9 @@ import sys
 import click
 
 from mapreduce import client, defaults, protocol
-from mapreduce.executables import locate
+from mapreduce.executables import locate, not_found_text
 from mapreduce.manager.safety import output_problem
+from mapreduce.options import secret_file
 from mapreduce.progress import ProgressView, failure_text, success_lines
 
 # Exit status when the Manager went away, or shut down, before the job
@@ -38,44 +39,45 @@ class OneLineErrors(click.Command):
             raise error from exc
 
 
-def _fail(message, exit_code=1):
+def fail(message, exit_code=1):
     """Raise a ClickException that exits with `exit_code`."""
     error = click.ClickException(message)
     error.exit_code = exit_code
     return error
 
 
-def send_shutdown(host, port):
+def send_shutdown(address):
     """Send a `shutdown` message; raise ClickException on failure."""
     try:
-        client.shut_down((host, port))
+        client.shut_down(address)
     except client.ClientError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
 
 
 def _check_input(path):
     """Fail unless `path` is a directory."""
     if not os.path.exists(path):
-        raise _fail(f"input directory {path!r} does not exist")
+        raise fail(f"input directory {path!r} does not exist")
     if not os.path.isdir(path):
-        raise _fail(f"input directory {path!r} is not a directory")
+        raise fail(f"input directory {path!r} is not a directory")
 
 
-def _check_executable(path, role):
+def check_executable(path, role):
     """Fail unless `path` is an executable file; return its absolute path.
 
-    A bare name (no slash) is looked up on PATH, as the Worker will.
+    A bare name (no slash) is a file in the current directory if there is
+    one, else looked up on PATH (mapreduce.executables.locate).
     """
     if locate(path) is None:
-        raise _fail(f"{role} {path!r} is not found on PATH")
+        raise fail(not_found_text(role, path))
     path = locate(path)
     if not os.path.exists(path):
-        raise _fail(f"{role} {path!r} does not exist")
+        raise fail(f"{role} {path!r} does not exist")
     if not os.path.isfile(path):
-        raise _fail(f"{role} {path!r} is not a file")
+        raise fail(f"{role} {path!r} is not a file")
     if not os.access(path, os.X_OK):
-        raise _fail(f"{role} {path!r} is not executable "
-                    f"(try: chmod +x {path})")
+        raise fail(f"{role} {path!r} is not executable "
+                   f"(try: chmod +x {path})")
     return os.path.abspath(path)
 
 
@@ -84,12 +86,13 @@ def _check_output(output, input_directory, mapper, reducer):
 
     The same rules as the Manager's, which checks again before it deletes.
     """
-    problem = output_problem(output, input_directory,
+    problem = output_problem(output,
+                             [("the input directory", input_directory)],
                              [("the mapper", mapper),
                               ("the reducer", reducer)],
                              cwd_label="the current directory")
     if problem:
-        raise _fail(problem)
+        raise fail(problem)
 
 
 def foreign_entries(output):
@@ -104,8 +107,8 @@ def foreign_entries(output):
     except FileNotFoundError:
         return []
     except OSError as exc:
-        raise _fail(f"cannot read output directory {output!r}: "
-                    f"{exc.strerror or exc}") from exc
+        raise fail(f"cannot read output directory {output!r}: "
+                   f"{exc.strerror or exc}") from exc
 
 
 def _check_overwrite(output):
@@ -114,20 +117,20 @@ def _check_overwrite(output):
     if foreign:
         shown = ", ".join(foreign[:3])
         more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
-        raise _fail(f"output directory {output!r} holds {shown}{more}, not "
-                    "just part files of an earlier job; the job would "
-                    "delete them (use --overwrite to allow it)")
+        raise fail(f"output directory {output!r} holds {shown}{more}, not "
+                   "just part files of an earlier job; the job would "
+                   "delete them (use --overwrite to allow it)")
 
 
 def _job(options):
     """Check the job's options; return the message to send."""
     for option in ("mapper", "reducer"):
         if not options[option]:
-            raise _fail(f"missing option --{option} (a job needs a mapper "
-                        "and a reducer)")
+            raise fail(f"missing option --{option} (a job needs a mapper "
+                       "and a reducer)")
     _check_input(options["input_directory"])
-    mapper = _check_executable(options["mapper"], "mapper")
-    reducer = _check_executable(options["reducer"], "reducer")
+    mapper = check_executable(options["mapper"], "mapper")
+    reducer = check_executable(options["reducer"], "reducer")
     _check_output(options["output_directory"], options["input_directory"],
                   mapper, reducer)
     if not options["overwrite"]:
@@ -142,7 +145,7 @@ def _job(options):
     )
 
 
-def _wait(address, job_id):
+def wait(address, job_id):
     """Follow the job to its end; show progress, then how it ended."""
     view = ProgressView(lambda text: click.echo(text, nl=False),
                         sys.stdout.isatty())
@@ -152,14 +155,14 @@ def _wait(address, job_id):
             view.show(summary)
     except client.ClientError as exc:
         view.close()
-        raise _fail(str(exc), LOST_MANAGER) from exc
+        raise fail(str(exc), LOST_MANAGER) from exc
     view.close()
     if summary["state"] == "finished":
         for line in success_lines(summary):
             click.echo(line)
         return
     exit_code = LOST_MANAGER if summary["state"] == "abandoned" else 1
-    raise _fail(failure_text(summary), exit_code)
+    raise fail(failure_text(summary), exit_code)
 
 
 @click.command(cls=OneLineErrors,
@@ -190,11 +193,13 @@ def _wait(address, job_id):
                    "more than an earlier job's part files.")
 @click.option("--shutdown", "-s", is_flag=True, default=False,
               help="Shut down the Manager and its Workers instead.")
+@secret_file
 def main(**options):
     """Submit a MapReduce job to a Manager, or shut the Manager down."""
-    host, port = address = options["host"], options["port"]
+    host, port = options["host"], options["port"]
+    address = client.manager_address(host, port, options["secret"])
     if options["shutdown"]:
-        send_shutdown(host, port)
+        send_shutdown(address)
         click.echo(f"Shut down Manager {host}:{port}")
         return
     job = _job(options)
@@ -212,10 +217,10 @@ def main(**options):
     try:
         job_id = client.submit(address, job, on_sent=delivered)
     except client.ClientError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     click.echo(f"job id               {job_id}")
     if options["wait"]:
-        _wait(address, job_id)
+        wait(address, job_id)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ SUMMARY_KEYS = [
     "job_id", "state", "stage", "input_directory", "output_directory",
     "mapper_executable", "reducer_executable", "num_mappers",
     "num_reducers", "map", "reduce", "submitted_at", "started_at",
-    "ended_at", "elapsed", "reason", "stderr_tail", "part_files"]
+    "ended_at", "elapsed", "reason", "stderr_tail", "part_files",
+    "counters", "streaming"]
 ATTEMPT_KEYS = ["worker", "kind", "task_id", "started_at", "ended_at",
                 "outcome"]
 

@@ -5,7 +5,7 @@ import click
 from mapreduce import defaults
 from mapreduce.logs import LEVELS, configure
 from mapreduce.manager import Manager
-from mapreduce.options import hidden_timings
+from mapreduce.options import hidden_timings, secret_file
 
 OFF = "off"
 
@@ -50,12 +50,14 @@ class WebPort(click.ParamType):
 @hidden_timings(heartbeat_timeout=defaults.HEARTBEAT_TIMEOUT,
                 max_attempts=defaults.MAX_ATTEMPTS,
                 send_timeout=defaults.SEND_TIMEOUT)
+@secret_file
 def main(**options):
     """Run a MapReduce Manager until it receives a shutdown message."""
     configure(options.pop("logfile"), options.pop("loglevel"))
     host, port = options.pop("host"), options.pop("port")
     try:
-        # The rest are ManagerOptions: web_port and the hidden timings.
+        # The rest are ManagerOptions: web_port, the secret and the hidden
+        # timings.
         Manager(host, port, options.pop("shared_dir"), **options)
     except OSError as exc:
         raise click.ClickException(

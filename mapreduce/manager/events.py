@@ -17,16 +17,42 @@ import collections
 import dataclasses
 import logging
 import time
+import typing
 
 from mapreduce import defaults, protocol
 
 
 @dataclasses.dataclass(frozen=True)
 class Kind:
-    """One kind of event: the level and text of its log line."""
+    """One kind of event: the level and text of its log line.
+
+    `suffix(fields, record)`, if given, returns text to add at the end:
+    what only some events of the kind have to say.
+    """
 
     level: int
     text: str  # A str.format template over the event's fields.
+    suffix: typing.Optional[typing.Callable] = None
+
+
+def counters_text(counters):
+    """Return counters as `; counters: Group.name=3, ...`, or ''."""
+    shown = ", ".join(f"{group}.{name}={amount}"
+                      for group, names in sorted(counters.items())
+                      for name, amount in sorted(names.items()))
+    return f"; counters: {shown}" if shown else ""
+
+
+def _reported_counters(fields, _record):
+    """Return the counters a counted task report brought, as text."""
+    if not fields.get("counted", True):
+        return ""
+    return counters_text(fields.get("counters") or {})
+
+
+def _job_counters(_fields, record):
+    """Return a job's counters, summed over its tasks, as text."""
+    return "" if record is None else counters_text(record.counters)
 
 
 KINDS = {
@@ -42,7 +68,7 @@ KINDS = {
     "job_started": Kind(logging.INFO, "Started {job!r}"),
     "job_stage": Kind(logging.INFO, "Job {job.job_id}: map stage done, "
                       "starting reduce stage"),
-    "job_finished": Kind(logging.INFO, "Finished {job!r}"),
+    "job_finished": Kind(logging.INFO, "Finished {job!r}", _job_counters),
     "job_failed": Kind(logging.ERROR, "Job {job.job_id} failed: {reason}; "
                        "removed its output directory "
                        "{job.output_directory}"),
@@ -53,7 +79,8 @@ KINDS = {
     "job_held": Kind(logging.INFO, "Waiting for {count} reduce task(s) of "
                      "job {job.job_id} to end before the next job starts"),
     "task_assigned": Kind(logging.INFO, "Assigned {task!r} to {worker!r}"),
-    "task_finished": Kind(logging.INFO, "{worker!r} finished {task!r}"),
+    "task_finished": Kind(logging.INFO, "{worker!r} finished {task!r}",
+                          _reported_counters),
     "task_failed": Kind(logging.WARNING, "{worker!r} failed {task!r} "
                         "(attempt {attempt} of {attempts}): {error}"),
     "task_taken_back": Kind(logging.INFO,
@@ -111,6 +138,8 @@ class JobRecord:
             "submitted_at": now, "started_at": None, "ended_at": None,
             "elapsed": None, "reason": None, "stderr_tail": None,
             "part_files": [],
+            "counters": {},
+            "streaming": _streaming_view(job),
         }
         self.events = collections.deque(maxlen=defaults.EVENTS_PER_JOB)
         self.attempts = collections.deque(maxlen=defaults.ATTEMPTS_PER_JOB)
@@ -123,6 +152,30 @@ class JobRecord:
     def job_id(self):
         """Return the job's id."""
         return self.summary["job_id"]
+
+    @property
+    def counters(self):
+        """Return the job's counters: group -> name -> sum (kept live)."""
+        return self.summary["counters"]
+
+    def add_counters(self, counters):
+        """Add one accepted task report's counters to the job's sums.
+
+        A counter the job does not have yet is dropped once the job has
+        `defaults.COUNTERS_PER_JOB` of them; returns how many were.
+        """
+        known = sum(len(names) for names in self.counters.values())
+        dropped = 0
+        for group, names in counters.items():
+            for name, amount in names.items():
+                sums = self.counters.get(group, {})
+                if name not in sums and known >= defaults.COUNTERS_PER_JOB:
+                    dropped += 1
+                    continue
+                known += name not in sums
+                sums[name] = sums.get(name, 0) + amount
+                self.counters[group] = sums
+        return dropped
 
     @property
     def state(self):
@@ -170,6 +223,12 @@ class JobRecord:
         summary["map"] = dict(summary["map"])
         summary["reduce"] = dict(summary["reduce"])
         summary["part_files"] = list(summary["part_files"])
+        summary["counters"] = {group: dict(names) for group, names
+                               in summary["counters"].items()}
+        if summary["streaming"] is not None:
+            summary["streaming"] = dict(
+                summary["streaming"],
+                input_paths=list(summary["streaming"]["input_paths"]))
         started = summary["started_at"]
         if started is not None:
             summary["elapsed"] = (summary["ended_at"] or now) - started
@@ -246,12 +305,34 @@ def _failed(record, fields, now):
     record.end(FAILED, now, fields["reason"])
 
 
+def _streaming_view(job):
+    """Return what a streaming job adds to its summary, or None.
+
+    Not its environment, which may hold secrets.
+    """
+    if not job.is_streaming:
+        return None
+    streaming = job.streaming
+    return {"input_paths": list(streaming.input_paths),
+            "combiner": streaming.combiner,
+            "partitioner": streaming.partitioner}
+
+
 def _task_finished(record, fields, now):
-    """Count a finished task, if it was the job's to count."""
+    """Count a finished task, and its counters, if it was the job's.
+
+    Returns a warning when counters had to be dropped.
+    """
     task = fields["task"]
     record.attempt_ended(task, fields["worker"], FINISHED, now)
-    if fields.get("counted", True):
-        record.summary[task.kind]["done"] += 1
+    if not fields.get("counted", True):
+        return None
+    record.summary[task.kind]["done"] += 1
+    dropped = record.add_counters(fields.get("counters") or {})
+    if dropped:
+        return (f"dropped {dropped} counter(s) reported by {task!r}: a job "
+                f"keeps at most {defaults.COUNTERS_PER_JOB}")
+    return None
 
 
 def _waiting(record, _fields, _now):
@@ -304,27 +385,26 @@ class History:
         concerns (`job`, or the job of `task`).
         """
         spec = KINDS[kind]
-        message = spec.text.format(**fields)
-        self.log.log(spec.level, "%s", message)
         now = self.clock()
         job = fields.get("job")
         if job is None and "task" in fields:
             job = fields["task"].job
+        record = self._record_of(kind, job, now)
+        message = spec.text.format(**fields)
+        if spec.suffix is not None:
+            message += spec.suffix(fields, record)
+        self.log.log(spec.level, "%s", message)
         event = Event(now, kind, message, job and job.job_id)
         self.events.append(event)
         self._count_worker(kind, fields, now)
-        if job is None:
-            return event
-        if kind == "job_queued":
-            record = self.book.add(job, now)
-        else:
-            record = self.book.jobs.get(job.job_id)
-            if record is None:
-                return event  # Forgotten long ago.
+        if record is None:
+            return event  # No job, or one forgotten long ago.
         record.events.append(event)
         update = _UPDATES.get(kind)
         if update is not None:
-            update(record, fields, now)
+            warning = update(record, fields, now)
+            if warning:
+                self.log.warning("Job %d: %s", record.job_id, warning)
         self.version += 1
         record.version = self.version
         if record.state in ENDED and kind.startswith("job_"):
@@ -332,6 +412,14 @@ class History:
         if self.on_change is not None:
             self.on_change(record)
         return event
+
+    def _record_of(self, kind, job, now):
+        """Return the record of `job` (opened for `job_queued`), or None."""
+        if job is None:
+            return None
+        if kind == "job_queued":
+            return self.book.add(job, now)
+        return self.book.jobs.get(job.job_id)
 
     def _count_worker(self, kind, fields, now):
         """Keep each Worker's registration time and tasks done."""

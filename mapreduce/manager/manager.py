@@ -26,6 +26,7 @@ from mapreduce.manager.status import ManagerInfo, job_detail, status_snapshot
 from mapreduce.reactor import (DatagramServer, HttpServer, MessageServer,
                                Reactor)
 from mapreduce.service import Service
+from mapreduce.signing import MANAGER_NAME, worker_name
 
 
 @dataclasses.dataclass
@@ -39,12 +40,18 @@ class ManagerOptions:
     poll_timeout: float = defaults.POLL_TIMEOUT
     # Port of the dashboard (0: a free one); None: no dashboard.
     web_port: object = None
+    # The cluster's secret (bytes): sign and check every message; None:
+    # the specification's plain messages.
+    secret: object = None
 
 
 class ManagerServer(Service):
     """A Manager that code can build, start and stop."""
 
     name = "manager"
+    exposure = ("anyone who can reach this port can submit jobs, which run "
+                "any program on the Workers, and shut the cluster down")
+    signed_name = MANAGER_NAME
 
     def __init__(self, host=defaults.MANAGER_HOST, port=defaults.MANAGER_PORT,
                  options=None):
@@ -52,6 +59,7 @@ class ManagerServer(Service):
         super().__init__(Reactor(get_logger("Manager", port)))
         self.options = options or ManagerOptions()
         self.info = ManagerInfo(host, port, None, time.time())
+        self.sign_with(self.options.secret, worker_name)
         self.scheduler = Scheduler(self.reactor, History(self.reactor.log),
                                    self.options)
         self.followers = Followers(self.reactor, self._answer_job,
@@ -61,7 +69,7 @@ class ManagerServer(Service):
             protocol.StatusRequest: self._on_status_request,
             protocol.JobRequest: self._on_job_request,
             protocol.NewManagerJob: self._on_new_job,
-            protocol.Shutdown: lambda _msg, _reply: self.shut_down(),
+            protocol.Shutdown: self._on_shutdown,
         }
         for kind in (protocol.Register, protocol.Heartbeat,
                      protocol.Finished, protocol.TaskFailed):
@@ -76,6 +84,11 @@ class ManagerServer(Service):
     def port(self):
         """Return the port the Manager listens on (known once open)."""
         return self.info.port
+
+    @property
+    def host(self):
+        """Return the address the Manager listens on."""
+        return self.info.host
 
     # Life cycle.
 
@@ -160,6 +173,17 @@ class ManagerServer(Service):
             return
         job = self.scheduler.on_new_job(msg)
         reply(protocol.encode(protocol.JobAccepted(job_id=job.job_id)))
+
+    def _on_shutdown(self, msg, reply):
+        """Shut down; a signed request is confirmed with its own message.
+
+        The specification's `shutdown` is never answered. A signed one is
+        (an extension: the client asked by signing), so that a client can
+        tell a shutdown done from one refused for a wrong secret.
+        """
+        if self.signed:
+            reply(protocol.encode(msg))
+        self.shut_down()
 
     def _on_status_request(self, _msg, reply):
         """Answer with the status snapshot."""

@@ -13,6 +13,7 @@ import shutil
 
 from mapreduce import protocol
 from mapreduce.manager.events import failure_fields
+from mapreduce.manager.hadoopenv import cluster_stamp
 from mapreduce.manager.job import Job, Stage
 from mapreduce.manager.registry import (
     BUSY, DEAD, JOINING, READY, WorkerRegistry,
@@ -38,10 +39,11 @@ class JobQueue:
         self.waiting = collections.deque()
         self.running = None
         self._ids = itertools.count()
+        self.stamp = cluster_stamp()  # In Hadoop's job ids.
 
     def add(self, request, shared_dir):
         """Queue a job for a `new_manager_job` request and return it."""
-        job = Job(next(self._ids), request, shared_dir)
+        job = Job(next(self._ids), request, shared_dir, self.stamp)
         self.waiting.append(job)
         return job
 
@@ -209,9 +211,12 @@ class Scheduler:
         job.stage = Stage("map", tasks)
 
     def _advance(self):
-        """Move the running job on: to its reduce stage, or to its end."""
+        """Move the running job on: to its reduce stage, or to its end.
+
+        A map-only job ends with its map stage.
+        """
         job = self.job
-        if job.stage.done and job.stage.name == "map":
+        if job.stage.done and job.stage.name == "map" and not job.map_only:
             try:
                 job.stage = Stage("reduce", job.reduce_tasks())
             except OSError as exc:
@@ -289,6 +294,7 @@ class Scheduler:
         """Give `task` to `worker` and send it the task's message."""
         worker.state = BUSY
         worker.task = task
+        task.assigned += 1
         self.history.record("task_assigned", task=task, worker=worker)
         self._send(worker, task.message())
 
@@ -322,7 +328,7 @@ class Scheduler:
         task, worker = done
         counted = task.job is self.job and self.job.stage.finish(task)
         self.history.record("task_finished", task=task, worker=worker,
-                            counted=counted)
+                            counted=counted, counters=msg.counters)
         if counted:
             self._advance()
         else:

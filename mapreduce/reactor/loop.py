@@ -226,6 +226,9 @@ class Reactor:
         `clock` gives the loop's time in seconds (tests pass a fake one).
         """
         self.log = logger or logging.getLogger(__name__)
+        # What wraps every message's bytes at the network's edge (see
+        # reactor.net); None: the bytes go as they are.
+        self.envelope = None
         self._selector = selectors.DefaultSelector()
         self._timers = Timers(clock)
         self._ready = collections.deque()

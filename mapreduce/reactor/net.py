@@ -6,11 +6,22 @@ sends every byte and closes (or half-closes, to read an answer); the
 receiver reads to EOF, then may answer on the same connection. A UDP
 message is one datagram. Nothing here blocks the loop, except `request`,
 which is for command-line tools that have no loop.
+
+A reactor may carry an *envelope* (`reactor.envelope`, None by default):
+then every message's bytes pass through it at the edge, here and nowhere
+else. `envelope.seal_to(data, address)` wraps what `send_message` and
+`send_datagram` send to `address` (host, port); `envelope.open(data,
+peer)` unwraps what a message or datagram server received, returning an
+object with the inner bytes as `message`, or None when the message is
+refused (the envelope logs why): the server then drops it unseen; and
+`envelope.seal_reply(data, opened)` wraps an answer to an opened message.
+Without an envelope the bytes are sent and delivered exactly as given.
 """
 
 import dataclasses
 import errno
 import functools
+import ipaddress
 import os
 import socket
 import time
@@ -42,6 +53,17 @@ def resolve(host):
         return socket.gethostbyname(host)
     except (TypeError, ValueError) as exc:
         raise OSError(f"bad host name {host[:80]!r}: {exc}") from exc
+
+
+def is_loopback(host):
+    """Tell whether `host` is a loopback address (reachable only here).
+
+    A name that does not resolve, or a wildcard such as 0.0.0.0, is not.
+    """
+    try:
+        return ipaddress.ip_address(resolve(host)).is_loopback
+    except (OSError, ValueError):
+        return False
 
 
 def format_peer(address):
@@ -352,13 +374,17 @@ class Reply:
     did not keep it) closes its connection. Call it on the loop thread.
     """
 
-    __slots__ = ("peer", "_connection", "_log", "__weakref__")
+    __slots__ = ("peer", "_connection", "_log", "_seal", "__weakref__")
 
-    def __init__(self, connection):
-        """Answer on `connection`; close it when this reply is dropped."""
+    def __init__(self, connection, seal=None):
+        """Answer on `connection`; close it when this reply is dropped.
+
+        `seal(data)`, if given, wraps the answer's bytes before they go.
+        """
         self.peer = connection.peer
         self._connection = connection
         self._log = connection.server.log
+        self._seal = seal
         finalizer = weakref.finalize(self, _abandon, connection)
         finalizer.atexit = False
 
@@ -372,7 +398,7 @@ class Reply:
             self._log.debug("Could not answer %s: the connection is closed",
                             self.peer)
         else:
-            connection.send(data)
+            connection.send(data if self._seal is None else self._seal(data))
 
     def __repr__(self):
         """Name the client this reply answers."""
@@ -422,9 +448,21 @@ class MessageServer(StreamServer):
         connection.received = None
         self._guard.log = self.log
         with self._guard:
+            envelope = self.reactor.envelope
+            if envelope is None:
+                reply = Reply(connection)
+            else:
+                opened = envelope.open(message, connection.peer)
+                if opened is None:
+                    connection.close()
+                    return
+                message = opened.message
+                reply = Reply(connection, functools.partial(
+                    envelope.seal_reply, opened=opened))
             # The reply lives only in the handler's hands: unless kept, it
             # is dropped (and the connection closed) when the handler ends.
-            self.on_message(message, Reply(connection))
+            self.on_message(message, reply)
+            del reply
         if self._guard.failed:
             connection.close()
 
@@ -453,7 +491,14 @@ class DatagramServer(Server):
             except OSError as exc:
                 self.log.warning("Could not receive a datagram: %s", exc)
                 return
-            self.on_message(data, format_peer(address))
+            peer = format_peer(address)
+            envelope = self.reactor.envelope
+            if envelope is not None:
+                opened = envelope.open(data, peer)
+                if opened is None:
+                    continue
+                data = opened.message
+            self.on_message(data, peer)
 
 
 class _Outbound:
@@ -528,13 +573,21 @@ def send_message(reactor, address, data, *, timeout=SEND_TIMEOUT,
 
     `address` is (host, port). Exactly one of `on_sent()` or
     `on_error(exception)` runs later on the loop: refused, unreachable and
-    timed-out sends all reach `on_error`.
+    timed-out sends all reach `on_error`. The reactor's envelope, if any,
+    seals `data` first.
     """
+    if reactor.envelope is not None:
+        data = reactor.envelope.seal_to(data, address)
     _Outbound(reactor, data, (on_sent, on_error)).start(address, timeout)
 
 
-def send_datagram(host, port, data, log=None):
-    """Send bytes `data` as one datagram to `host:port`; return success."""
+def send_datagram(host, port, data, log=None, envelope=None):
+    """Send bytes `data` as one datagram to `host:port`; return success.
+
+    `envelope`, if given (a reactor's), seals `data` first.
+    """
+    if envelope is not None:
+        data = envelope.seal_to(data, (host, port))
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.setblocking(False)

@@ -6,7 +6,7 @@ import click
 
 from mapreduce import defaults
 from mapreduce.logs import LEVELS, configure
-from mapreduce.options import hidden_timings
+from mapreduce.options import hidden_timings, secret_file
 from mapreduce.worker import Worker
 
 
@@ -38,6 +38,7 @@ def _allow_many_open_files():
 @hidden_timings(heartbeat_interval=defaults.HEARTBEAT_INTERVAL,
                 retry_interval=defaults.RETRY_INTERVAL,
                 send_timeout=defaults.SEND_TIMEOUT)
+@secret_file
 def main(logfile, loglevel, **settings):
     """Run a MapReduce Worker until the Manager shuts it down."""
     configure(logfile, loglevel)

@@ -5,6 +5,9 @@ per-line work happens in C (`bytes.split`, `bytes.join`) and memory holds
 one block, never a whole stream.
 """
 
+import itertools
+import operator
+
 READ_BLOCK = 1 << 14
 JOIN_LINES = 1 << 10
 
@@ -64,3 +67,18 @@ def copy_with_newline(stream, write):
         last = block[-1:]
     if last != b"\n":
         write(b"\n")
+
+
+def in_byte_order(stream):
+    """Tell whether the lines of `stream` are in `LC_ALL=C sort` order.
+
+    Lines compare without their newlines, as bytes; the stream is read a
+    block at a time.
+    """
+    last = []
+    for lines in line_blocks(stream):
+        if last > lines[:1] or not all(map(
+                operator.le, lines, itertools.islice(lines, 1, None))):
+            return False
+        last = lines[-1:]
+    return True

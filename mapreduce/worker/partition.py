@@ -1,11 +1,15 @@
-"""Partitioning map output: each line to the file of its key's md5.
+"""Partitioning map output: each line to the file of its partition.
 
-The key is the text before the first TAB (the whole line without its
-newline if there is none); its partition is `int(md5(key).hexdigest(), 16)
-% num_partitions`. The work runs in C a block of lines at a time: one
-`map` over a small cache of frequent lines finds most partitions, the
-lines it misses are hashed together by a chain of `map`s, and each file
-gets one write per block.
+By default the partition is the key's md5: the key is the text before
+the first TAB (the whole line without its newline if there is none); its
+partition is `int(md5(key).hexdigest(), 16) % num_partitions`. The work
+runs in C a block of lines at a time: one `map` over a small cache of
+frequent lines finds most partitions, the lines it misses are hashed
+together by a chain of `map`s, and each file gets one write per block.
+
+A job's partitioner program instead prints one partition number per line
+of map output (madoop's `-partitioner`); `partition_by_numbers` deals
+the lines out by those numbers, checking each.
 """
 
 import collections
@@ -23,6 +27,15 @@ except ImportError:
 from mapreduce.worker.lines import (
     copy_with_newline, line_blocks, write_lines,
 )
+
+
+class PartitionNumberError(ValueError):
+    """A partitioner's output does not give every line a valid partition."""
+
+
+class PartitionCountError(PartitionNumberError):
+    """A partitioner printed fewer or more numbers than there are lines."""
+
 
 CACHE_ENTRIES = 5400
 CACHE_BYTES = 1 << 17
@@ -142,3 +155,62 @@ def write_partitioned(lines, parts, outputs):
         appends[part](line)
     for bucket, output in zip(buckets, outputs):
         write_lines(output.write, bucket)
+
+
+def partition_by_numbers(stream, numbers, outputs):
+    """Write each line of `stream` to the output its line in `numbers` says.
+
+    `numbers` holds one partition number per line of `stream`, in order,
+    each an integer from 0 to len(outputs) - 1 (as `int` reads it, so
+    spaces around it are allowed). Both are read a block at a time.
+    Raises PartitionNumberError, saying which line and why, on the first
+    bad number, or PartitionCountError once both are read to their ends
+    when there are fewer or more numbers than lines.
+    """
+    parts = itertools.chain.from_iterable(line_blocks(numbers))
+    done = 0
+    blocks = line_blocks(stream)
+    for lines in blocks:
+        given = list(itertools.islice(parts, len(lines)))
+        if len(given) < len(lines):
+            total = done + len(lines) + sum(map(len, blocks))
+            raise PartitionCountError(
+                f"printed {done + len(given)} partition numbers for "
+                f"{total} lines")
+        write_partitioned(lines, _checked(given, len(outputs), done),
+                          outputs)
+        done += len(lines)
+        del lines
+    extra = sum(1 for _ in parts)
+    if extra:
+        raise PartitionCountError(
+            f"printed {done + extra} partition numbers for {done} lines")
+
+
+def _checked(given, num_partitions, done):
+    """Return the partition numbers in `given` (lines of bytes) as ints.
+
+    `done` lines came before these. Raises PartitionNumberError for the
+    first that is not an integer from 0 to num_partitions - 1.
+    """
+    try:
+        parts = list(map(int, given))
+        if parts and min(parts) >= 0 and max(parts) < num_partitions:
+            return parts
+    except ValueError:
+        pass
+    for number, text in enumerate(given, done + 1):
+        try:
+            part = int(text)
+        except ValueError:
+            part = None
+        if part is None or not 0 <= part < num_partitions:
+            raise PartitionNumberError(
+                f"printed {_shown(text)!r} for line {number}: not a partition "
+                f"number from 0 to {num_partitions - 1}")
+    return []
+
+
+def _shown(text):
+    """Return the start of a line of bytes as text, to show in a message."""
+    return text[:80].decode("utf-8", "backslashreplace")

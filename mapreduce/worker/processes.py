@@ -48,13 +48,14 @@ class ProcessControl:
         self.cancelled = False
 
     @contextlib.contextmanager
-    def running(self, args, **popen_args):
+    def running(self, args, on_report=None, **popen_args):
         """Run `args` as a child for the with block; yield its Popen.
 
         Leaving the block by an exception kills the child's process group;
         either way the child is waited for and its pipes are closed. Unless
         `popen_args` say where stderr goes, it is a pipe read by
-        `read_stderr` (see `wait` and `check_exit`).
+        `read_stderr` (see `wait` and `check_exit`), whose `reporter:`
+        lines go to `on_report(line)` instead of the log when it is given.
         """
         self._refuse_if_cancelled()
         read_fd = write_fd = -1
@@ -73,7 +74,7 @@ class ProcessControl:
             if write_fd >= 0:
                 os.close(write_fd)
         if read_fd >= 0:
-            self._read_stderr_of(child, read_fd)
+            self._read_stderr_of(child, read_fd, on_report)
         with child:
             try:
                 self._adopt(child)
@@ -85,9 +86,10 @@ class ProcessControl:
                 with self._lock:
                     self._children.discard(child)
 
-    def _read_stderr_of(self, child, fd):
+    def _read_stderr_of(self, child, fd, on_report):
         """Hand `child`'s stderr pipe end `fd` to the reader."""
-        stderr = ChildStderr(fd, self.log, os.path.basename(child.args[0]))
+        stderr = ChildStderr(fd, self.log, os.path.basename(child.args[0]),
+                             on_report)
         with self._lock:
             self._stderr[child] = stderr
             if self.cancelled:

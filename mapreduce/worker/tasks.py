@@ -3,33 +3,90 @@
 A map task pipes each input file through the mapper, deals the output
 lines out into one file per partition, sorts those files and moves them
 into place. A reduce task merges its sorted inputs through the reducer
-into one file and moves it into place. The steps live in their own
-modules (child processes, partitioning, merging, placing files); this one
-reads top to bottom. The tasks know nothing of the network; the Worker
-runs them in its pool.
+into one file and moves it into place. A task that carries a `streaming`
+record (a job of `mapreduce-streaming`) may also have a partitioner
+program, a combiner over each sorted partition, or no partitions at all
+(map-only); its programs get Hadoop's environment and report counters
+(mapreduce.worker.streaming). The steps live in their own modules (child
+processes, decompressing, partitioning, merging, placing files); this
+one reads top to bottom. The tasks know nothing of the network; the
+Worker runs them in its pool.
 """
 
 import contextlib
+import dataclasses
 import logging
 import os
 import subprocess
+import typing
 
 from mapreduce import filenames
-from mapreduce.worker.lines import copy_with_newline
+from mapreduce.worker import decompress
+from mapreduce.worker.lines import copy_with_newline, in_byte_order
 from mapreduce.worker.merge import merge_lines
-from mapreduce.worker.partition import partition_stream
+from mapreduce.worker.partition import (
+    PartitionCountError, PartitionNumberError, partition_by_numbers,
+    partition_stream,
+)
 from mapreduce.worker.placing import local_dir, move_into, open_input
 from mapreduce.worker.processes import (
-    ProcessControl, TaskCancelled, TaskError,
+    ProcessControl, TaskCancelled, TaskError, exit_failure,
 )
+from mapreduce.worker.streaming import Programs
 
-__all__ = ["ProcessControl", "TaskCancelled", "TaskError", "run_map_task",
-           "run_reduce_task"]
+__all__ = ["MapTask", "ProcessControl", "ReduceTask", "TaskCancelled",
+           "TaskError", "TaskResult", "run_map", "run_map_task",
+           "run_reduce", "run_reduce_task"]
 
 LOG = logging.getLogger(__name__)
 WRITE_BUFFER_TOTAL = 1 << 16
 STDIN_BUFFER = 1 << 13
 SORT_PARALLELISM = 4
+COMBINED_SUFFIX = ".combined"
+
+
+@dataclasses.dataclass(frozen=True)
+class MapTask:
+    """What a map task is given (the fields of `new_map_task`).
+
+    `streaming` is the task's `streaming` record (a
+    mapreduce.protocol.Streaming), or None for a task of the
+    specification. With it, `num_partitions` 0 means map-only.
+    """
+
+    task_id: int
+    input_paths: typing.List[str]
+    executable: str
+    output_directory: str
+    num_partitions: int
+    streaming: typing.Any = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ReduceTask:
+    """What a reduce task is given (the fields of `new_reduce_task`).
+
+    `streaming` as for MapTask.
+    """
+
+    task_id: int
+    executable: str
+    input_paths: typing.List[str]
+    output_directory: str
+    streaming: typing.Any = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskResult:
+    """What a task produced: its files, and what its programs reported.
+
+    `counters` (group -> counter -> amount) and `status` (the last one
+    reported) stay empty for a task of the specification.
+    """
+
+    names: typing.List[str]
+    counters: typing.Dict[str, typing.Dict[str, int]]
+    status: str = ""
 
 
 def run_map_task(task_id, input_paths, executable, output_directory,
@@ -41,16 +98,9 @@ def run_map_task(task_id, input_paths, executable, output_directory,
     key. The files are sorted with `LC_ALL=C sort` and then moved into
     `output_directory`. Raises TaskError (nothing moved) on failure.
     """
-    control = control or ProcessControl(LOG)
-    names = [filenames.map_output_name(task_id, partition)
-             for partition in range(num_partitions)]
-    with local_dir(task_id) as directory:
-        paths = [os.path.join(directory, name) for name in names]
-        _map_into(paths, input_paths, executable, control)
-        _sort_files(paths, control)
-        for path in paths:
-            move_into(path, output_directory)
-    return names
+    task = MapTask(task_id, input_paths, executable, output_directory,
+                   num_partitions)
+    return run_map(task, control=control).names
 
 
 def run_reduce_task(task_id, executable, input_paths, output_directory, *,
@@ -61,39 +111,211 @@ def run_reduce_task(task_id, executable, input_paths, output_directory, *,
     into `executable`, whose output becomes `part-{task_id:05d}` in
     `output_directory`. Raises TaskError (nothing moved) on failure.
     """
+    task = ReduceTask(task_id, executable, input_paths, output_directory)
+    return run_reduce(task, control=control).names[0]
+
+
+def run_map(task, *, control=None):
+    """Run map task `task` (a MapTask) and return its TaskResult.
+
+    Each input file is piped through the mapper (decompressed first if
+    its name ends in .gz or .bz2). Every output line goes to partition
+    file `maptask{task_id:05d}-part{p:05d}`: by the md5 of its key, or by
+    the number the job's partitioner prints for it. The files are sorted
+    with `LC_ALL=C sort`, put through the job's combiner if it has one,
+    and moved into `output_directory`. A map-only task (num_partitions 0)
+    writes the mapper's output, input by input, to `part-{task_id:05d}`
+    instead. Raises TaskError (nothing moved) on failure.
+    """
     control = control or ProcessControl(LOG)
-    name = filenames.reduce_output_name(task_id)
-    with local_dir(task_id) as directory:
+    programs = Programs(task.streaming, True, task.task_id, control.log)
+    streaming = task.streaming
+    with local_dir(task.task_id) as directory:
+        if task.num_partitions == 0:
+            names = [filenames.map_only_output_name(task.task_id)]
+            paths = [os.path.join(directory, names[0])]
+            _map_to_file(paths[0], task, control, programs)
+        else:
+            names = [filenames.map_output_name(task.task_id, partition)
+                     for partition in range(task.num_partitions)]
+            paths = [os.path.join(directory, name) for name in names]
+            if streaming is not None and streaming.partitioner:
+                _map_by_partitioner(paths, task, control, programs)
+            else:
+                _map_into(paths, task, control, programs)
+            _sort_files(paths, control)
+            if streaming is not None and streaming.combiner:
+                _combine_files(paths, streaming.combiner, control, programs)
+        for path in paths:
+            move_into(path, task.output_directory)
+    return TaskResult(names, programs.counters(), programs.status)
+
+
+def run_reduce(task, *, control=None):
+    """Run reduce task `task` (a ReduceTask) and return its TaskResult.
+
+    The sorted input files are merged into one sorted stream and piped
+    into the reducer, whose output becomes `part-{task_id:05d}` in
+    `output_directory`. Raises TaskError (nothing moved) on failure.
+    """
+    control = control or ProcessControl(LOG)
+    programs = Programs(task.streaming, False, task.task_id, control.log)
+    name = filenames.reduce_output_name(task.task_id)
+    with local_dir(task.task_id) as directory:
         path = os.path.join(directory, name)
         with contextlib.ExitStack() as stack:
             inputs = [open_input(input_path, stack)
-                      for input_path in input_paths]
+                      for input_path in task.input_paths]
             output = stack.enter_context(open(path, "wb", buffering=0))
-            _reduce_into(output, inputs, executable, control,
-                         f"reduce task {task_id}")
-        move_into(path, output_directory)
-    return name
+            _reduce_into(output, inputs, task, control, programs)
+        move_into(path, task.output_directory)
+    return TaskResult([name], programs.counters(), programs.status)
 
 
-def _map_into(paths, input_paths, executable, control):
+def _map_into(paths, task, control, programs):
     """Pipe every input through the mapper into the partition files."""
     buffer_size = max(1, WRITE_BUFFER_TOTAL // len(paths))
     with contextlib.ExitStack() as stack:
         outputs = [stack.enter_context(open(path, "wb", buffer_size))
                    for path in paths]
-        for input_path in input_paths:
-            _map_one_input(executable, input_path, outputs, control)
+        for input_path in task.input_paths:
+            _map_one_input(task.executable, input_path, outputs, control,
+                           programs)
 
 
-def _map_one_input(executable, input_path, outputs, control):
+def _map_one_input(executable, input_path, outputs, control, programs):
     """Pipe one input file through the mapper into the partition files."""
-    with contextlib.ExitStack() as stack:
-        stdin = open_input(input_path, stack)
+    with _mapper_input(input_path, control) as stdin:
         with control.running([executable], stdin=stdin,
-                             stdout=subprocess.PIPE, bufsize=0) as child:
+                             stdout=subprocess.PIPE, bufsize=0,
+                             **programs.popen_args(input_path)) as child:
+            stdin.close()  # The mapper has it; if it stops, so does input.
             partition_stream(child.stdout, outputs, len(outputs))
             status = control.wait(child)
-        control.check_exit(child, status, input_path)
+    control.check_exit(child, status, input_path)
+
+
+@contextlib.contextmanager
+def _mapper_input(input_path, control):
+    """Open what the mapper reads for `input_path`; yield it.
+
+    A compressed file is read by a child that decompresses it into a
+    pipe: the block yields the pipe, and leaving it raises TaskError if
+    that child failed (a corrupt file). The caller closes the yielded
+    stream once the mapper has been started with it.
+    """
+    with contextlib.ExitStack() as stack:
+        stream = open_input(input_path, stack)
+        if decompress.compression_of(input_path) is None:
+            yield stream
+            return
+        with control.running(decompress.command(input_path), stdin=stream,
+                             stdout=subprocess.PIPE, bufsize=0) as child:
+            stream.close()
+            yield child.stdout
+            status = control.wait(child)
+        if status != 0:
+            why = control.stderr_tail(child) or exit_failure(status)
+            raise TaskError(f"cannot read input {input_path}: {why}")
+
+
+def _map_to_file(path, task, control, programs):
+    """Pipe every input through the mapper into the one file `path`.
+
+    The output of each input ends with a newline (one is added if the
+    mapper's last line lacks it).
+    """
+    with open(path, "wb", buffering=0) as output:
+        for input_path in task.input_paths:
+            with _mapper_input(input_path, control) as stdin:
+                with control.running([task.executable], stdin=stdin,
+                                     stdout=output,
+                                     **programs.popen_args(input_path)
+                                     ) as child:
+                    stdin.close()
+                    status = control.wait(child)
+            control.check_exit(child, status, input_path)
+            _end_with_newline(output)
+
+
+def _end_with_newline(output):
+    """Add a newline to file `output` unless it is empty or ends in one.
+
+    Its children wrote through the same open file, so the end is found
+    by seeking there.
+    """
+    end = output.seek(0, os.SEEK_END)
+    if end and os.pread(output.fileno(), 1, end - 1) != b"\n":
+        output.write(b"\n")
+
+
+def _map_by_partitioner(paths, task, control, programs):
+    """Map into one file, then deal its lines out by the partitioner.
+
+    The partitioner (madoop's convention) is run as `partitioner
+    NUM_PARTITIONS` with the map output as its stdin, and prints one
+    partition number per line; its stdin is a file, so however it
+    buffers, reading its numbers alongside the file's lines cannot wait
+    on it forever.
+    """
+    partitioner = task.streaming.partitioner
+    map_output = os.path.join(os.path.dirname(paths[0]), "map-output")
+    _map_to_file(map_output, task, control, programs)
+    buffer_size = max(1, WRITE_BUFFER_TOTAL // len(paths))
+    with contextlib.ExitStack() as stack:
+        lines = stack.enter_context(open(map_output, "rb", buffering=0))
+        stdin = stack.enter_context(open(map_output, "rb", buffering=0))
+        outputs = [stack.enter_context(open(path, "wb", buffer_size))
+                   for path in paths]
+        with control.running([partitioner, str(len(paths))], stdin=stdin,
+                             stdout=subprocess.PIPE, bufsize=0,
+                             **programs.popen_args()) as child:
+            stdin.close()
+            try:
+                partition_by_numbers(lines, child.stdout, outputs)
+                mismatch = None
+            except PartitionCountError as exc:
+                mismatch = exc  # Its exit status may say why: first that.
+            except PartitionNumberError as exc:
+                raise TaskError(f"partitioner {partitioner} {exc}") from exc
+            status = control.wait(child)
+    control.check_exit(child, status, f"map task {task.task_id}'s output")
+    if mismatch is not None:
+        raise TaskError(f"partitioner {partitioner} {mismatch}")
+    os.unlink(map_output)
+
+
+def _combine_files(paths, combiner, control, programs):
+    """Put each non-empty sorted partition file through the combiner.
+
+    Its output replaces the file, sorted again with `sort` unless it came
+    out in order. A few combiners run at a time.
+    """
+    waiting = [path for path in paths if os.path.getsize(path) > 0]
+    out_of_order = []
+    while waiting:
+        batch, waiting = (waiting[:SORT_PARALLELISM],
+                          waiting[SORT_PARALLELISM:])
+        with contextlib.ExitStack() as stack:
+            running = []
+            for path in batch:
+                stdin = stack.enter_context(open(path, "rb", buffering=0))
+                output = stack.enter_context(
+                    open(path + COMBINED_SUFFIX, "wb", buffering=0))
+                running.append((path, output, stack.enter_context(
+                    control.running([combiner], stdin=stdin, stdout=output,
+                                    **programs.popen_args()))))
+            for path, output, child in running:
+                status = control.wait(child)
+                control.check_exit(child, status,
+                                   f"partition {os.path.basename(path)}")
+                _end_with_newline(output)
+        for path in batch:
+            os.replace(path + COMBINED_SUFFIX, path)
+            with open(path, "rb", buffering=0) as combined:
+                if not in_byte_order(combined):
+                    out_of_order.append(path)
+    _sort_files(out_of_order, control)
 
 
 def _sort_files(paths, control):
@@ -119,13 +341,11 @@ def _sort_files(paths, control):
                         f"{control.stderr_tail(child)[-500:]}")
 
 
-def _reduce_into(output, inputs, executable, control, what):
-    """Pipe the merged `inputs` through the reducer into `output`.
-
-    `what` is what the task is called in messages.
-    """
-    with control.running([executable], stdin=subprocess.PIPE,
-                         stdout=output, bufsize=STDIN_BUFFER) as child:
+def _reduce_into(output, inputs, task, control, programs):
+    """Pipe the merged `inputs` through `task`'s reducer into `output`."""
+    with control.running([task.executable], stdin=subprocess.PIPE,
+                         stdout=output, bufsize=STDIN_BUFFER,
+                         **programs.popen_args()) as child:
         try:
             with child.stdin:
                 if len(inputs) == 1:
@@ -135,4 +355,4 @@ def _reduce_into(output, inputs, executable, control, what):
         except BrokenPipeError:
             pass  # The reducer stopped reading; its status decides.
         status = control.wait(child)
-    control.check_exit(child, status, what)
+    control.check_exit(child, status, f"reduce task {task.task_id}")

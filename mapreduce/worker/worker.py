@@ -23,21 +23,25 @@ from mapreduce.logs import get_logger
 from mapreduce.reactor import MessageServer, Reactor, send_datagram
 from mapreduce.reactor import send_message
 from mapreduce.service import Service
+from mapreduce.signing import manager_name, worker_name
 from mapreduce.worker.stderr import LoopStderr
 from mapreduce.worker.tasks import (
-    ProcessControl, TaskError, run_map_task, run_reduce_task,
+    MapTask, ProcessControl, ReduceTask, TaskError, run_map, run_reduce,
 )
 
 
 @dataclasses.dataclass
 class WorkerOptions:
-    """A Worker's timings, in seconds (see mapreduce.defaults)."""
+    """A Worker's timings, in seconds (see mapreduce.defaults); its secret."""
 
     heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL
     retry_interval: float = defaults.RETRY_INTERVAL
     send_timeout: float = defaults.SEND_TIMEOUT
     ack_timeout: float = defaults.ACK_TIMEOUT
     send_attempts: int = defaults.SEND_ATTEMPTS
+    # The cluster's secret (bytes): sign and check every message; None:
+    # the specification's plain messages.
+    secret: object = None
 
 
 @dataclasses.dataclass
@@ -58,6 +62,11 @@ class WorkerAddress:
 def _kind(msg):
     """Return "map" or "reduce" for a task message."""
     return "map" if isinstance(msg, protocol.NewMapTask) else "reduce"
+
+
+def _streaming(msg):
+    """Return task message `msg`'s `streaming` record, or None if absent."""
+    return None if msg.streaming == protocol.Streaming() else msg.streaming
 
 
 class ManagerLink:
@@ -147,7 +156,8 @@ class ManagerLink:
             return
         msg = protocol.Heartbeat(worker_host=self.address.host,
                                  worker_port=self.address.port)
-        send_datagram(*self.address.manager, protocol.encode(msg), self.log)
+        send_datagram(*self.address.manager, protocol.encode(msg), self.log,
+                      self.reactor.envelope)
         self.reactor.call_later(self.options.heartbeat_interval,
                                 self._heartbeat)
 
@@ -202,6 +212,8 @@ class WorkerServer(Service):
     """A Worker that code can build, start and stop."""
 
     name = "worker"
+    exposure = ("anyone who can reach this port can make this Worker run "
+                "any program, and shut it down")
 
     def __init__(self, host, port, manager_host, manager_port, *,
                  options=None):
@@ -214,6 +226,7 @@ class WorkerServer(Service):
         self.address = WorkerAddress(host, port, manager_host, manager_port)
         self.link = ManagerLink(self.reactor, self.address,
                                 options or WorkerOptions())
+        self.sign_with(self.options.secret, manager_name)
         self.tasks = TaskPool(self.reactor)
         self._handlers = {
             protocol.Shutdown: lambda _msg: self.shut_down(),
@@ -226,6 +239,16 @@ class WorkerServer(Service):
     def port(self):
         """Return the port the Worker listens on (known once open)."""
         return self.address.port
+
+    @property
+    def host(self):
+        """Return the address the Worker listens on."""
+        return self.address.host
+
+    @property
+    def signed_name(self):
+        """Return the Worker's name in envelopes: where it listens."""
+        return worker_name((self.address.host, self.address.port))
 
     @property
     def options(self):
@@ -279,22 +302,29 @@ class WorkerServer(Service):
     # Tasks.
 
     def _on_map_task(self, msg):
-        """Queue a map task in the pool, unless it cannot make sense."""
-        if not 1 <= msg.num_partitions <= protocol.MAX_PARTITIONS:
-            self._refuse(msg, f"num_partitions must be between 1 and "
+        """Queue a map task in the pool, unless it cannot make sense.
+
+        A streaming task may have 0 partitions: map-only.
+        """
+        streaming = _streaming(msg)
+        least = 0 if streaming is not None else 1
+        if not least <= msg.num_partitions <= protocol.MAX_PARTITIONS:
+            self._refuse(msg, f"num_partitions must be between {least} and "
                               f"{protocol.MAX_PARTITIONS}, not "
                               f"{msg.num_partitions}")
             return
-        self.tasks.run(msg, run_map_task,
-                       (msg.task_id, msg.input_paths, msg.executable,
-                        msg.output_directory, msg.num_partitions),
+        self.tasks.run(msg, run_map,
+                       (MapTask(msg.task_id, msg.input_paths, msg.executable,
+                                msg.output_directory, msg.num_partitions,
+                                streaming),),
                        self._task_done)
 
     def _on_reduce_task(self, msg):
         """Queue a reduce task in the pool."""
-        self.tasks.run(msg, run_reduce_task,
-                       (msg.task_id, msg.executable, msg.input_paths,
-                        msg.output_directory),
+        self.tasks.run(msg, run_reduce,
+                       (ReduceTask(msg.task_id, msg.executable,
+                                   msg.input_paths, msg.output_directory,
+                                   _streaming(msg)),),
                        self._task_done)
 
     def _refuse(self, msg, reason):
@@ -311,9 +341,11 @@ class WorkerServer(Service):
         exc = future.exception()
         if exc is None:
             self.log.info("Finished %s task %d", _kind(msg), msg.task_id)
+            # Counters stay {} (absent) unless the task carried `streaming`.
             self.link.send(protocol.Finished(
                 task_id=msg.task_id, worker_host=self.address.host,
-                worker_port=self.address.port))
+                worker_port=self.address.port,
+                counters=future.result().counters))
             return
         if isinstance(exc, TaskError):
             error = str(exc)
