@@ -225,7 +225,7 @@ def _map_to_file(path, task, control, programs):
     The output of each input ends with a newline (one is added if the
     mapper's last line lacks it).
     """
-    with open(path, "wb", buffering=0) as output:
+    with open(path, "w+b", buffering=0) as output:
         for input_path in task.input_paths:
             with _mapper_input(input_path, control) as stdin:
                 with control.running([task.executable], stdin=stdin,
@@ -301,7 +301,7 @@ def _combine_files(paths, combiner, control, programs):
             for path in batch:
                 stdin = stack.enter_context(open(path, "rb", buffering=0))
                 output = stack.enter_context(
-                    open(path + COMBINED_SUFFIX, "wb", buffering=0))
+                    open(path + COMBINED_SUFFIX, "w+b", buffering=0))
                 running.append((path, output, stack.enter_context(
                     control.running([combiner], stdin=stdin, stdout=output,
                                     **programs.popen_args()))))
