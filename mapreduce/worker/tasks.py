@@ -242,7 +242,7 @@ def _end_with_newline(output):
     """Add a newline to file `output` unless it is empty or ends in one.
 
     Its children wrote through the same open file, so the end is found
-    by seeking there.
+    by seeking there; `output` is open for reading too, to look at it.
     """
     end = output.seek(0, os.SEEK_END)
     if end and os.pread(output.fileno(), 1, end - 1) != b"\n":
