@@ -56,20 +56,22 @@ def fixture_madoop():
 class Streaming:
     """The `mapreduce-streaming` command, pointed at the test's cluster."""
 
-    def __init__(self, cluster, workdir):
-        """Talk to `cluster`; keep a wrapper script in `workdir`."""
+    def __init__(self, cluster):
+        """Talk to `cluster`."""
         self.path = pathlib.Path(command("mapreduce-streaming"))
         if not self.path.is_file():
             pytest.fail("mapreduce-streaming is not installed next to "
                         f"{sys.executable}: run bin/setup-env")
         self.manager = f"localhost:{cluster.port}"
         self.cluster = cluster
-        # The pipeline script calls a command by name, with madoop's flags
-        # only: this one adds the cluster's address.
-        self.wrapper = workdir / "mapreduce-streaming-here"
-        self.wrapper.write_text(
-            f'#!/bin/sh\nexec "{self.path}" --manager {self.manager} "$@"\n')
-        self.wrapper.chmod(0o755)
+
+    def environment(self):
+        """Return this environment, with the cluster's address in it.
+
+        The command reads the Manager's address from MAPREDUCE_MANAGER,
+        so that a pipeline script needs no flag that madoop lacks.
+        """
+        return {**os.environ, "MAPREDUCE_MANAGER": self.manager}
 
     def run(self, cwd, *args):
         """Run the command with `args` in `cwd`; return the finished run."""
@@ -94,9 +96,9 @@ class Streaming:
 
 
 @pytest.fixture(name="streaming")
-def fixture_streaming(cluster, tmp_path):
+def fixture_streaming(cluster):
     """The streaming command for this test's cluster."""
-    return Streaming(cluster, tmp_path)
+    return Streaming(cluster)
 
 
 def run_madoop(madoop, cwd, *args):
@@ -121,11 +123,11 @@ def copy_example(destination):
     return destination
 
 
-def run_pipeline(directory, mapreduce):
+def run_pipeline(directory, mapreduce, env=None):
     """Run the example's pipeline.sh in `directory` with `mapreduce`."""
     result = subprocess.run(
         [str(directory / "pipeline.sh"), str(mapreduce)], cwd=directory,
-        capture_output=True, text=True, check=False,
+        capture_output=True, text=True, check=False, env=env,
         timeout=5 * COMMAND_TIMEOUT)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
@@ -157,7 +159,7 @@ def test_example_pipeline_gives_madoop_part_files(tmp_path, madoop,
     with_madoop = copy_example(tmp_path / "madoop")
     on_cluster = copy_example(tmp_path / "cluster")
     run_pipeline(with_madoop, madoop)
-    run_pipeline(on_cluster, streaming.wrapper)
+    run_pipeline(on_cluster, streaming.path, streaming.environment())
     for stage in STAGE_OUTPUTS:
         expected = part_files(with_madoop / stage)
         assert expected, f"madoop left no part files in {stage}"
