@@ -62,6 +62,14 @@ def success_lines(summary):
     ] + counter_lines(summary)
 
 
+def counters_inline(summary):
+    """Return a job's counters on one line, `group.name=N, ...`, or ''."""
+    counters = summary.get("counters") or {}
+    return ", ".join(f"{group}.{name}={amount}"
+                     for group, names in sorted(counters.items())
+                     for name, amount in sorted(names.items()))
+
+
 def counter_lines(summary):
     """Return a job's counters as lines, by group; none without counters.
 

@@ -10,7 +10,7 @@ import click
 
 from mapreduce import client, defaults
 from mapreduce.options import secret_file
-from mapreduce.progress import progress_line
+from mapreduce.progress import counters_inline, progress_line
 
 RECENT_SHOWN = 10
 
@@ -55,6 +55,8 @@ def job_lines(status):
     if running is not None:
         lines.append(f"  {running['input_directory']} -> "
                      f"{running['output_directory']}")
+        if counters_inline(running):
+            lines.append(f"  counters: {counters_inline(running)}")
     lines.append(f"Queue: {len(status['queue'])}")
     lines += [f"  job {job['job_id']}: {job['input_directory']} -> "
               f"{job['output_directory']}" for job in status["queue"]]

@@ -34,6 +34,8 @@ MANAGER_VARIABLE = "MAPREDUCE_MANAGER"
 # Hadoop makes a setting's name an environment variable's this way.
 NOT_IN_VARIABLE_NAMES = re.compile(r"[^A-Za-z0-9_]")
 USAGE_ERROR = 2
+# The most map tasks -D mapreduce.job.maps may ask for.
+MAX_MAPS = 1000000
 
 
 class StreamingCommand(OneLineErrors):
@@ -43,13 +45,14 @@ class StreamingCommand(OneLineErrors):
     complains about `-b`; this names `-bogus`, as the user typed it.
     """
 
-    def make_context(self, info_name, args, parent=None, **extra):
+    def make_context(self, *args, **kwargs):
         """Parse the arguments; name an unknown single-dash option whole."""
+        # click calls make_context(info_name, args, ...).
+        words = list(args[1] if len(args) > 1 else kwargs.get("args", ()))
         try:
-            return super().make_context(info_name, list(args), parent,
-                                        **extra)
+            return super().make_context(*args, **kwargs)
         except click.ClickException as exc:
-            typed = _unknown_word(exc.format_message(), args)
+            typed = _unknown_word(exc.format_message(), words)
             if typed is not None:
                 exc.message = f"no such option: {typed}"
             raise
@@ -91,14 +94,18 @@ class Settings:
     environment: dict
 
 
-def _count_setting(settings, names, fewest):
-    """Return the int of the first of `names` in `settings`, or None."""
+def _count_setting(settings, names, counts):
+    """Return the int of the first of `names` in `settings`, or None.
+
+    `counts` is the range the number must be in.
+    """
     for name in names:
         if name in settings:
             value = settings[name]
-            if not value.isdigit() or int(value) < fewest:
-                raise fail(f"-D {name}={value}: not a whole number of at "
-                           f"least {fewest}", USAGE_ERROR)
+            if not value.isdigit() or int(value) not in counts:
+                raise fail(f"-D {name}={value}: not a whole number from "
+                           f"{counts.start} to {counts.stop - 1}",
+                           USAGE_ERROR)
             return int(value)
     return None
 
@@ -120,10 +127,11 @@ def job_settings(options, num_input_files):
                        for text in options["cmdenv"])
     reducers = options["num_reducers"]
     if reducers is None:
-        reducers = _count_setting(settings, REDUCES_SETTINGS, 0)
+        reducers = _count_setting(settings, REDUCES_SETTINGS,
+                                  range(protocol.MAX_PARTITIONS + 1))
     if options["reducer"] == NO_REDUCER:
         reducers = 0
-    maps = _count_setting(settings, MAPS_SETTINGS, 1)
+    maps = _count_setting(settings, MAPS_SETTINGS, range(1, MAX_MAPS + 1))
     return Settings(
         num_mappers=maps or max(1, num_input_files),
         num_reducers=DEFAULT_REDUCERS if reducers is None else reducers,

@@ -22,6 +22,11 @@ HOSTILE_REASON = ('mapper failed 3 times: <iframe src="javascript:'
 HOSTILE_HOST = 'evil"><img src=x onerror="document.body.dataset.pwned=5">'
 HOSTILE_STRINGS = (HOSTILE_PATH, HOSTILE_EXECUTABLE, HOSTILE_STDERR.strip(),
                    HOSTILE_REASON, HOSTILE_HOST)
+# A counter group a streaming program named (reporter:counter:...).
+HOSTILE_GROUP = '<img src=x onerror="document.body.dataset.pwned=6">'
+# The finished job is a streaming job with these counters.
+STREAMING_COUNTERS = {"wc": {"words": 1234, "lines": 56},
+                      HOSTILE_GROUP: {"<b>n</b>": -1}}
 
 RUNNING_JOB = 7
 FAILED_JOB = 6
@@ -52,6 +57,7 @@ def job_summary(job_id, state, **fields):
         "submitted_at": 0.0, "started_at": None, "ended_at": None,
         "elapsed": None, "reason": None, "stderr_tail": None,
         "part_files": [],
+        "counters": {}, "streaming": None,
     }
     summary.update(fields)
     return summary
@@ -139,7 +145,12 @@ class SampleSource:
                         submitted_at=at - 600.0, started_at=at - 600.0,
                         ended_at=at - 540.0, elapsed=60.0,
                         part_files=["part-00000", "part-00001",
-                                    "part-00002"]),
+                                    "part-00002"],
+                        counters=STREAMING_COUNTERS,
+                        streaming={"input_paths": ["/home/student/a.txt",
+                                                   HOSTILE_PATH],
+                                   "combiner": "/home/student/combine.py",
+                                   "partitioner": ""}),
             job_summary(4, "rejected", submitted_at=at - 700.0,
                         ended_at=at - 700.0,
                         output_directory=HOSTILE_PATH,

@@ -21,9 +21,10 @@ from tests import live_dashboard
 from tests.browser import (StandInServer, chromium_or_skip, parse_html,
                            skip_without_chromium)
 from tests.dashboard_sample import (FAILED_ATTEMPTS, FAILED_JOB,
-                                    HOSTILE_HOST, HOSTILE_STRINGS,
-                                    RUNNING_ATTEMPTS, RUNNING_JOB,
-                                    UNKNOWN_JOB, EmptySource)
+                                    FINISHED_JOB, HOSTILE_GROUP,
+                                    HOSTILE_HOST, HOSTILE_PATH,
+                                    HOSTILE_STRINGS, RUNNING_ATTEMPTS,
+                                    RUNNING_JOB, UNKNOWN_JOB, EmptySource)
 
 skip_without_chromium(whole_module=True)
 
@@ -139,6 +140,26 @@ def test_selected_failed_job(browser, source):
         source.summaries[FAILED_JOB]["stderr_tail"]
     shown = page.find(id="recent").find("tr", data_job_id=str(FAILED_JOB))
     assert "shown" in shown.classes
+
+
+def test_selected_streaming_job_shows_its_counters(browser, source):
+    """A streaming job: its input paths, combiner, and counters by group.
+
+    The counters come sorted by group and name, as text only (a group
+    named with markup makes no element).
+    """
+    page = load(browser, source, f"#job={FINISHED_JOB}")
+    job = page.find(id="job")
+    facts = job.find(cls="facts").text()
+    assert "/home/student/a.txt, " + HOSTILE_PATH in facts
+    assert "Combiner/home/student/combine.py" in facts
+    assert "Partitioner" not in facts
+    assert "\u00d7 at most 3 reduce tasks" in facts
+    rows = [[cell.text() for cell in row.find_all("td")]
+            for row in job.find(cls="counters").find_all("tr")[1:]]
+    assert rows == [[HOSTILE_GROUP, "<b>n</b>", "-1"],
+                    ["wc", "lines", "56"], ["wc", "words", "1234"]]
+    assert not page.find_all("img") and not page.find_all("b")
 
 
 def test_unknown_selected_job(browser, source):

@@ -242,3 +242,38 @@ def test_snapshot_shape(history, clock):
         "worker", "kind", "task_id", "started_at", "ended_at", "outcome"]
     assert list(detail["events"][0]) == ["time", "kind", "message"]
     assert job_detail(history, 99) is None
+
+
+def test_counters_add_up_over_counted_reports_only(history, caplog,
+                                                   monkeypatch):
+    """Counted reports add their counters; others, and extras, do not.
+
+    A report the job did not count (a task of an ended job) adds nothing;
+    past `COUNTERS_PER_JOB` distinct counters, new ones are dropped with a
+    warning while known ones still add up.
+    """
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(defaults, "COUNTERS_PER_JOB", 3)
+    worker = WorkerRegistry().add("localhost", 6001, 0.0)
+    job = new_job(JobQueue())
+    task = MapTask(job, 0, ["/in0/a"])
+    history.record("job_queued", job=job)
+    history.record("task_finished", task=task, worker=worker,
+                   counters={"g": {"a": 1, "b": 2}})
+    history.record("task_finished", task=task, worker=worker,
+                   counted=False, counters={"g": {"a": 100}})
+    history.record("task_finished", task=task, worker=worker,
+                   counters={"g": {"a": 1}, "h": {"c": -1, "d": 5}})
+    assert history.job(0).view(0.0)["counters"] == {
+        "g": {"a": 2, "b": 2}, "h": {"c": -1}}
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines[1].endswith(" finished MapTask(job_id=0, task_id=0, "
+                             "inputs=1); counters: g.a=1, g.b=2")
+    assert lines[2].endswith(" finished MapTask(job_id=0, task_id=0, "
+                             "inputs=1)")
+    assert lines[-1] == ("Job 0: dropped 1 counter(s) reported by "
+                         "MapTask(job_id=0, task_id=0, inputs=1): a job "
+                         "keeps at most 3")
+    view = history.job(0).view(0.0)
+    view["counters"]["g"]["a"] = 99
+    assert history.job(0).view(0.0)["counters"]["g"]["a"] == 2

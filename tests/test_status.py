@@ -11,6 +11,7 @@ import pytest
 from mapreduce import client, protocol
 from mapreduce.localcluster import WAIT, free_port, wait_for
 from mapreduce.manager import ManagerOptions, ManagerServer
+from mapreduce.status import job_lines as status_job_lines
 from tests.util import (
     EXEC, TESTDATA, job_message, run_command, send_json, start_worker,
 )
@@ -201,3 +202,21 @@ def test_shutdown_abandons_every_job(manager, tmp_path, caplog):
         "Abandoned job 0 (running)", "Abandoned job 1 (queued)",
         "Abandoned job 2 (queued)"]
     assert not (tmp_path / "out0").exists()
+
+
+def test_status_text_shows_the_running_jobs_counters():
+    """A running streaming job's counters: one line, sorted by name."""
+    summary = {"job_id": 3, "state": "running", "stage": "map",
+               "num_reducers": 0, "map": {"done": 1, "total": 2},
+               "reduce": {"done": 0, "total": None}, "elapsed": 1.0,
+               "input_directory": "/in", "output_directory": "/out",
+               "counters": {"wc": {"words": 7, "lines": 2}, "a": {"b": 1}}}
+    lines = status_job_lines({"running": summary, "queue": [],
+                              "recent": []})
+    assert lines[:3] == [
+        "Running: job 3 running (map stage): map 1/2, no reduce "
+        "(map-only), elapsed 1.0s",
+        "  /in -> /out", "  counters: a.b=1, wc.lines=2, wc.words=7"]
+    del summary["counters"]
+    assert status_job_lines({"running": summary, "queue": [],
+                             "recent": []})[2] == "Queue: 0"

@@ -9,8 +9,10 @@ files, against the shell pipeline on the same data.
 import hashlib
 import os
 import pathlib
+import re
 import shutil
 import stat
+import sys
 
 import pytest
 
@@ -178,8 +180,12 @@ def test_a_failing_stage_exits_non_zero_with_its_stderr(cluster, tmp_path):
      "Error: -cmdenv 'NOVALUE' is not NAME=VALUE"),
     (["-input", "in", "-output", "out", "-mapper", "cat", "-reducer",
       "cat", "-D", "mapreduce.job.reduces=two"], 2,
-     "Error: -D mapreduce.job.reduces=two: not a whole number of at "
-     "least 0"),
+     "Error: -D mapreduce.job.reduces=two: not a whole number from 0 to "
+     "10000"),
+    (["-input", "in", "-output", "out", "-mapper", "cat", "-reducer",
+      "cat", "-D", "mapred.map.tasks=0"], 2,
+     "Error: -D mapred.map.tasks=0: not a whole number from 1 to "
+     "1000000"),
     (["-input", "in", "-output", "out", "-mapper", "cat", "-reducer",
       "cat", "-numReduceTasks", "-1"], 2, "Error: Invalid value for "
      "'-numReduceTasks': -1 is not in the range 0<=x<=10000."),
@@ -225,10 +231,113 @@ def test_an_unreachable_manager_is_one_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_installed_on_path_next_to_the_other_commands():
-    """`pip install -e .` (bin/setup-env) puts the command on PATH."""
+def test_installed_next_to_the_other_commands():
+    """`pip install -e .` (bin/setup-env) installs the console script.
+
+    It lands next to mapreduce-submit, in the environment's scripts
+    directory, which an activated environment puts on PATH.
+    """
+    scripts = pathlib.Path(sys.executable).parent
+    assert (scripts / "mapreduce-streaming").is_file()
+    assert (scripts / "mapreduce-submit").is_file()
     process = run_command("mapreduce-streaming", "--help")
     assert process.returncode == 0
     assert "-numReduceTasks" in process.stdout
-    assert pathlib.Path(shutil.which("mapreduce-streaming") or "").name \
-        == "mapreduce-streaming"
+
+
+def script(path, text):
+    """Write an executable shell script; return its path."""
+    path.write_text("#!/usr/bin/env bash\nset -Eeuo pipefail\n" + text)
+    path.chmod(0o755)
+    return path
+
+
+def test_map_only_output_is_the_mappers_lines(cluster, tmp_path):
+    """-numReduceTasks 0: one part file per map task, the mapper's lines."""
+    single, directory = texts(tmp_path)
+    output = tmp_path / "out"
+    process = streaming(cluster, "-input", single, "-input", directory,
+                        "-output", output, "-mapper", "cat",
+                        "-numReduceTasks", "0")
+    assert process.returncode == 0, process.stderr
+    assert sorted(path.name for path in output.iterdir()) == [
+        "part-00000", "part-00001", "part-00002"]
+    assert (output / "part-00000").read_text() == single.read_text()
+    assert output_lines(output) == sorted(
+        b"".join(path.read_bytes() for path in
+                 (single, directory / "a.txt", directory / "b.txt"))
+        .splitlines())
+    assert "no reduce (map-only)" in process.stdout
+
+
+def test_cmdenv_d_and_hadoop_variables_reach_the_programs(cluster,
+                                                          tmp_path):
+    """-cmdenv, -D (dots made underscores) and Hadoop's own variables."""
+    single, _ = texts(tmp_path)
+    mapper = script(tmp_path / "env_map.sh", (
+        'cat > /dev/null\n'
+        'printf "%s|%s|%s|%s|%s|%s\\n" "$GREETING" "$my_setting" '
+        '"$mapreduce_job_reduces" "$mapreduce_task_ismap" '
+        '"$mapreduce_task_id" "$mapreduce_map_input_file"\n'))
+    output = tmp_path / "out"
+    process = streaming(cluster, "-input", single, "-output", output,
+                        "-mapper", mapper, "-reducer", "NONE",
+                        "-cmdenv", "GREETING=hello there",
+                        "-D", "my.setting=on")
+    assert process.returncode == 0, process.stderr
+    fields = (output / "part-00000").read_text().rstrip("\n").split("|")
+    assert fields[:4] == ["hello there", "on", "0", "true"]
+    assert re.fullmatch(r"task_[0-9]{12}_[0-9]{4}_m_000000", fields[4])
+    assert fields[5] == str(single)
+
+
+def test_counters_of_a_retried_task_count_once(cluster, tmp_path):
+    """A mapper that counts, then fails its first attempt: counted once.
+
+    Its summary shows the job's counters: the sum over the one accepted
+    attempt of each task, not over every attempt.
+    """
+    single, directory = texts(tmp_path)
+    mapper = script(tmp_path / "count_map.sh", (
+        'while IFS= read -r line; do\n'
+        '  echo "reporter:counter:text,lines,1" >&2\n'
+        '  printf "%s\\t1\\n" "$line"\n'
+        'done\n'
+        'echo "reporter:counter:text,files,1" >&2\n'
+        'if [[ "$mapreduce_task_attempt_id" == *_0 ]]; then\n'
+        '  echo "first attempts fail" >&2; exit 1\n'
+        'fi\n'))
+    output = tmp_path / "out"
+    process = streaming(cluster, "-input", single, "-input", directory,
+                        "-output", output, "-mapper", mapper,
+                        "-reducer", "cat", "-D", "mapreduce.job.maps=2")
+    assert process.returncode == 0, process.stderr
+    assert process.stdout.splitlines()[-4:] == [
+        "counters             2", "  text", "    files=3", "    lines=5"]
+
+
+def test_combiner_and_partitioner_give_the_pipeline_answer(cluster,
+                                                           tmp_path):
+    """A combiner and a partitioner: same lines, keys split as it says.
+
+    The partitioner (madoop's convention) gets the number of reducers as
+    its argument and prints 0 for keys before "d", else 1.
+    """
+    single, directory = texts(tmp_path)
+    partitioner = script(tmp_path / "split.sh", (
+        'test "$1" = 2\n'
+        'while IFS=$\'\\t\' read -r key _; do\n'
+        '  if [[ "$key" < "d" ]]; then echo 0; else echo 1; fi\n'
+        'done\n'))
+    output = tmp_path / "out"
+    process = streaming(cluster, "-input", single, "-input", directory,
+                        "-output", output, "-mapper", MAPPER,
+                        "-reducer", REDUCER, "-combiner", REDUCER,
+                        "-partitioner", partitioner, "-numReduceTasks", "2")
+    assert process.returncode == 0, process.stderr
+    assert output_lines(output) == expected_lines(
+        tmp_path, [single, directory / "a.txt", directory / "b.txt"])
+    first = (output / "part-00000").read_text().split()
+    second = (output / "part-00001").read_text().split()
+    assert all(key < "d" for key in first[::2])
+    assert all(key >= "d" for key in second[::2])

@@ -9,13 +9,18 @@ the files a Worker would and answer as one would.
 """
 
 import logging
+import os
 import pathlib
 import re
+import shutil
 
 import pytest
 
-from mapreduce import client
+from mapreduce import client, protocol
+from mapreduce.executables import locate
 from mapreduce.localcluster import WAIT, wait_for
+from mapreduce.manager.job import Job
+from mapreduce.manager.safety import job_problem
 from tests.util import EXEC, FakePeer, register, send_json, start_manager
 
 MAPPER = str(EXEC / "wc_map.sh")
@@ -340,3 +345,87 @@ def attempt_of(msg):
     """Return (task_id, attempt number) of a streaming task message."""
     attempt_id = msg["streaming"]["environment"]["mapreduce_task_attempt_id"]
     return msg["task_id"], attempt_id.rpartition("_")[2]
+
+
+def streaming_job(tmp_path, streaming, **fields):
+    """Return a Job (id 0) of a streaming request over tmp_path's files."""
+    request = protocol.NewManagerJob(**{
+        "input_directory": str(tmp_path / "nowhere"),
+        "output_directory": str(tmp_path / "out"),
+        "mapper_executable": MAPPER, "reducer_executable": REDUCER,
+        "num_mappers": 1, "num_reducers": 2, **fields},
+        streaming=protocol.Streaming(**streaming))
+    return Job(0, request, str(tmp_path / "shared"))
+
+
+def not_executable(tmp_path):
+    """Return a file in tmp_path that is not executable."""
+    path = tmp_path / "plain.py"
+    path.write_text("print()\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("make, problem", [
+    (lambda tmp: ({"input_paths": [str(tmp / "gone")]}, {}),
+     "input path '{tmp}/gone' does not exist"),
+    (lambda tmp: ({"input_paths": [str(tmp / "fifo")]}, {}),
+     "input path '{tmp}/fifo' is neither a file nor a directory"),
+    (lambda tmp: ({"input_paths": [str(tmp / "out" / "in.txt")]}, {}),
+     "output directory '{tmp}/out' contains input path "
+     "'{tmp}/out/in.txt'"),
+    (lambda tmp: ({"input_paths": [str(tmp / "in.txt")],
+                   "environment": {"A=B": "c"}}, {}),
+     "environment variable name 'A=B' is empty or holds '='"),
+    (lambda tmp: ({"input_paths": [str(tmp / "in.txt")],
+                   "environment": {"A": "c\0d"}}, {}),
+     "environment variable 'A' 'c\\x00d' contains a NUL character"),
+    (lambda tmp: ({"input_paths": [str(tmp / "in.txt")],
+                   "combiner": not_executable(tmp)}, {}),
+     "combiner executable '{tmp}/plain.py' is not executable"),
+    (lambda tmp: ({"input_paths": [str(tmp / "in.txt")],
+                   "partitioner": "no-such-partitioner"}, {}),
+     "partitioner executable 'no-such-partitioner' is neither a file in "
+     "the Manager's working directory nor found on PATH"),
+    (lambda tmp: ({"input_paths": [str(tmp / "in.txt")]},
+                  {"num_reducers": 10001}),
+     "num_reducers must be between 0 and 10000, not 10001"),
+    (lambda tmp: ({"input_paths": [str(tmp / "in.txt")]},
+                  {"reducer_executable": ""}),
+     "reducer executable '' is neither a file in the Manager's working "
+     "directory nor found on PATH"),
+    # Accepted: the input directory is not read when input paths are
+    # given, and a map-only job needs no reducer.
+    (lambda tmp: ({"input_paths": [str(tmp / "in.txt"), str(tmp)]}, {}),
+     None),
+    (lambda tmp: ({"input_paths": [str(tmp / "in.txt")]},
+                  {"num_reducers": 0, "reducer_executable": ""}), None),
+])
+def test_what_the_manager_refuses_of_a_streaming_job(tmp_path, make,
+                                                     problem):
+    """Each refusal says why; a good job, map-only too, passes."""
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "in.txt").write_text("x\n")
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "in.txt").write_text("y\n")
+    streaming, fields = make(tmp_path)
+    job = streaming_job(tmp_path, streaming, **fields)
+    expected = problem and problem.format(tmp=tmp_path)
+    assert job_problem(job, str(tmp_path / "shared")) == expected
+
+
+def test_bare_names_are_files_in_the_managers_working_directory(
+        tmp_path, monkeypatch):
+    """The Manager checks `map.py` as ./map.py when that file exists."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(MAPPER, tmp_path / "map.sh")
+    (tmp_path / "in.txt").write_text("x\n")
+    job = streaming_job(tmp_path, {"input_paths": [str(tmp_path / "in.txt")]},
+                        mapper_executable="map.sh",
+                        output_directory=str(tmp_path / "sub" / "out"))
+    assert locate("map.sh") == os.path.join(".", "map.sh")
+    assert job_problem(job, None) is None
+    (tmp_path / "map.sh").unlink()
+    assert job_problem(job, None) == (
+        "mapper executable 'map.sh' is neither a file in the Manager's "
+        "working directory nor found on PATH")

@@ -8,6 +8,7 @@ computations written out here, from the shell, or from madoop itself.
 
 import bz2
 import collections
+import concurrent.futures
 import gzip
 import hashlib
 import logging
@@ -16,15 +17,16 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import tracemalloc
 
 import pytest
 
-from mapreduce.protocol import Streaming
+from mapreduce.protocol import NewMapTask, NewReduceTask, Streaming
 from mapreduce.worker import lines as lines_module
 from mapreduce.worker import streaming as streaming_module
 from mapreduce.worker.streaming import Reporter
 from mapreduce.worker.tasks import (
-    MapTask, ReduceTask, TaskError, run_map, run_map_task, run_reduce,
+    ProcessControl, TaskError, run_map, run_map_task, run_reduce,
     run_reduce_task,
 )
 from tests.util import EXEC, TESTDATA
@@ -36,6 +38,7 @@ INPUTS = sorted(str(path) for path in (TESTDATA / "input").iterdir())
 # A record at its default is no record: a streaming task always carries
 # the job's variables (the Manager puts them there).
 JOB_ENVIRONMENT = {"mapreduce_job_id": "job_00007"}
+TASK_WAIT = 60.0  # Seconds a small task may take before it counts as hung.
 
 
 # Helpers.
@@ -127,6 +130,7 @@ def assert_clean(out, local_tmp):
 
 REVERSE_COMBINER = """
 import sys
+import tracemalloc
 lines = sys.stdin.readlines()
 sys.stdout.writelines(reversed(lines))
 """
@@ -140,10 +144,10 @@ def test_combiner_gives_the_same_answer_from_smaller_partitions(
     plain, combined = tmp_path / "plain", tmp_path / "combined"
     plain.mkdir()
     combined.mkdir()
-    run_map(MapTask(0, inputs, str(WC_MAP), str(plain), 3,
-                    streaming()))
-    result = run_map(MapTask(0, inputs, str(WC_MAP), str(combined), 3,
-                             streaming(combiner=str(WC_REDUCE))))
+    run_map(NewMapTask(0, inputs, str(WC_MAP), str(plain), 3,
+                       streaming()))
+    result = run_map(NewMapTask(0, inputs, str(WC_MAP), str(combined), 3,
+                                streaming(combiner=str(WC_REDUCE))))
     for name in result.names:
         small, large = combined / name, plain / name
         assert 0 < small.stat().st_size < large.stat().st_size / 10
@@ -157,8 +161,8 @@ def test_combiner_gives_the_same_answer_from_smaller_partitions(
     for source, target in ((plain, "plain-out"), (combined, "comb-out")):
         (tmp_path / target).mkdir()
         for partition in range(3):
-            run_reduce_task(partition, str(WC_REDUCE),
-                            [str(source / f"maptask00000-part{partition:05d}")],
+            name = f"maptask00000-part{partition:05d}"
+            run_reduce_task(partition, str(WC_REDUCE), [str(source / name)],
                             str(tmp_path / target))
     for partition in range(3):
         name = f"part-{partition:05d}"
@@ -172,8 +176,8 @@ def test_combiner_output_out_of_order_is_sorted_again(tmp_path, local_tmp,
     """A combiner that reverses its input: the partition is still sorted."""
     combiner = program(tmp_path, "reverse.py", REVERSE_COMBINER)
     inputs = make_inputs(tmp_path / "in", [words_text(500)])
-    result = run_map(MapTask(4, inputs, str(WC_MAP), str(out), 2,
-                             streaming(combiner=combiner)))
+    result = run_map(NewMapTask(4, inputs, str(WC_MAP), str(out), 2,
+                                streaming(combiner=combiner)))
     expected = sorted(line for line in file_lines_of_mapper(inputs))
     got = []
     for name in result.names:
@@ -194,16 +198,17 @@ def test_combiner_not_run_on_empty_partitions(tmp_path, local_tmp, out):
     """An empty partition stays empty: the combiner is not started for it."""
     combiner = program(tmp_path, "stamp.py", """
 import sys
+import tracemalloc
 sys.stdin.read()
 print("stamped\\t1")
 """)
     inputs = make_inputs(tmp_path / "in", [b"only\n"])
-    result = run_map(MapTask(0, inputs, str(WC_MAP), str(out), 5,
-                             streaming(combiner=combiner)))
+    result = run_map(NewMapTask(0, inputs, str(WC_MAP), str(out), 5,
+                                streaming(combiner=combiner)))
     sizes = [(out / name).stat().st_size for name in result.names]
     assert sizes.count(0) == 4
-    assert b"stamped\t1\n" in [(out / name).read_bytes()
-                                for name in result.names]
+    contents = [(out / name).read_bytes() for name in result.names]
+    assert b"stamped\t1\n" in contents
     assert not any(local_tmp.iterdir())
 
 
@@ -211,12 +216,13 @@ def test_combiner_without_last_newline_gets_one(tmp_path, local_tmp, out):
     """A combiner's last line without a newline still ends the file."""
     combiner = program(tmp_path, "nonl.py", """
 import sys
+import tracemalloc
 data = sys.stdin.read()
 sys.stdout.write(data.rstrip("\\n"))
 """)
     inputs = make_inputs(tmp_path / "in", [b"b\na\n"])
-    run_map(MapTask(0, inputs, str(WC_MAP), str(out), 1,
-                    streaming(combiner=combiner)))
+    run_map(NewMapTask(0, inputs, str(WC_MAP), str(out), 1,
+                       streaming(combiner=combiner)))
     assert (out / "maptask00000-part00000").read_bytes() == b"a\t1\nb\t1\n"
     assert not any(local_tmp.iterdir())
 
@@ -225,13 +231,14 @@ def test_combiner_failure_fails_the_task(tmp_path, local_tmp, out):
     """A combiner that exits non-zero: TaskError with its stderr."""
     combiner = program(tmp_path, "bad.py", """
 import sys
+import tracemalloc
 sys.stdin.read()
 sys.exit("combiner gave up")
 """)
     inputs = make_inputs(tmp_path / "in", [b"a b c\n"])
     with pytest.raises(TaskError) as info:
-        run_map(MapTask(0, inputs, str(WC_MAP), str(out), 2,
-                        streaming(combiner=combiner)))
+        run_map(NewMapTask(0, inputs, str(WC_MAP), str(out), 2,
+                           streaming(combiner=combiner)))
     assert "bad.py exited with status 1" in str(info.value)
     assert "combiner gave up" in str(info.value)
     assert_clean(out, local_tmp)
@@ -241,6 +248,7 @@ sys.exit("combiner gave up")
 
 FIRST_LETTER_PARTITIONER = """
 import sys
+import tracemalloc
 n = int(sys.argv[1])
 for line in sys.stdin:
     key = line.partition("\\t")[0]
@@ -250,6 +258,7 @@ for line in sys.stdin:
 # Reads everything before it writes a thing: buffers all its output.
 HOARDING_PARTITIONER = """
 import sys
+import tracemalloc
 n = int(sys.argv[1])
 lines = sys.stdin.readlines()
 sys.stdout.write("".join(f"{len(line) % n}\\n" for line in lines))
@@ -276,9 +285,9 @@ def test_partitioner_equals_madoops_partition(tmp_path, local_tmp, out,
     partitioner = program(tmp_path, "first.py", FIRST_LETTER_PARTITIONER)
     inputs = make_inputs(tmp_path / "in", [words_text(400, 3),
                                            words_text(300, 4)])
-    result = run_map(MapTask(1, inputs, str(WC_MAP), str(out),
-                             num_partitions,
-                             streaming(partitioner=partitioner)))
+    result = run_map(NewMapTask(1, inputs, str(WC_MAP), str(out),
+                                num_partitions,
+                                streaming(partitioner=partitioner)))
     map_output = tmp_path / "map-output"
     map_output.write_bytes(b"".join(shell_output(WC_MAP, path)
                                     for path in inputs))
@@ -306,8 +315,8 @@ def test_partitioner_that_hoards_its_output_does_not_block(tmp_path,
     partitioner = program(tmp_path, "hoard.py", HOARDING_PARTITIONER)
     inputs = make_inputs(tmp_path / "in", [b"".join(
         b"k%d\t%s\n" % (n, b"v" * (n % 7)) for n in range(200000))])
-    result = run_map(MapTask(0, inputs, CAT, str(out), 4,
-                             streaming(partitioner=partitioner)))
+    result = run_map(NewMapTask(0, inputs, CAT, str(out), 4,
+                                streaming(partitioner=partitioner)))
     for partition, name in enumerate(result.names):
         lines = file_lines(out / name)
         assert all((len(line) + 1) % 4 == partition for line in lines)
@@ -319,12 +328,13 @@ def test_partitioner_keeps_lines_of_every_input(tmp_path, local_tmp, out):
     """Inputs whose output lacks a last newline keep their lines apart."""
     partitioner = program(tmp_path, "zero.py", """
 import sys
+import tracemalloc
 for _ in sys.stdin:
     print(0)
 """)
     inputs = make_inputs(tmp_path / "in", [b"x\t1", b"y\t2", b""])
-    run_map(MapTask(0, inputs, CAT, str(out), 2,
-                    streaming(partitioner=partitioner)))
+    run_map(NewMapTask(0, inputs, CAT, str(out), 2,
+                       streaming(partitioner=partitioner)))
     assert file_lines(out / "maptask00000-part00000") == [b"x\t1", b"y\t2"]
     assert file_lines(out / "maptask00000-part00001") == []
     assert not any(local_tmp.iterdir())
@@ -346,14 +356,15 @@ def test_bad_partition_numbers_fail_the_task(tmp_path, local_tmp, out, body,
     """A bad number, or too few or too many: TaskError saying which."""
     partitioner = program(tmp_path, "bad.py", f"""
 import sys
+import tracemalloc
 for i, line in enumerate(sys.stdin):
     {body}
 """)
     inputs = make_inputs(tmp_path / "in", [b"a\t1\nb\t1\nc\t1\n",
                                            b"d\t1\ne\t1\nf\t1\n"])
     with pytest.raises(TaskError) as info:
-        run_map(MapTask(2, inputs, CAT, str(out), 3,
-                        streaming(partitioner=partitioner)))
+        run_map(NewMapTask(2, inputs, CAT, str(out), 3,
+                           streaming(partitioner=partitioner)))
     assert str(info.value).startswith(f"partitioner {partitioner} ")
     assert message in str(info.value)
     assert_clean(out, local_tmp)
@@ -364,14 +375,15 @@ def test_partitioner_exit_status_comes_before_a_short_output(
     """A partitioner that dies half way: its status and stderr, not a count."""
     partitioner = program(tmp_path, "dies.py", """
 import sys
+import tracemalloc
 print(0)
 sys.stdout.flush()
 sys.exit("partitioner fell over")
 """)
     inputs = make_inputs(tmp_path / "in", [b"a\t1\nb\t1\n"])
     with pytest.raises(TaskError) as info:
-        run_map(MapTask(2, inputs, CAT, str(out), 3,
-                        streaming(partitioner=partitioner)))
+        run_map(NewMapTask(2, inputs, CAT, str(out), 3,
+                           streaming(partitioner=partitioner)))
     assert "dies.py exited with status 1" in str(info.value)
     assert "partitioner fell over" in str(info.value)
     assert_clean(out, local_tmp)
@@ -381,12 +393,13 @@ def test_partitioner_gets_the_number_of_partitions(tmp_path, local_tmp, out):
     """Its one argument is num_partitions, as madoop gives it."""
     partitioner = program(tmp_path, "arg.py", """
 import sys
+import tracemalloc
 for _ in sys.stdin:
     print(int(sys.argv[1]) - 1)
 """)
     inputs = make_inputs(tmp_path / "in", [b"a\t1\n"])
-    run_map(MapTask(0, inputs, CAT, str(out), 7,
-                    streaming(partitioner=partitioner)))
+    run_map(NewMapTask(0, inputs, CAT, str(out), 7,
+                       streaming(partitioner=partitioner)))
     assert file_lines(out / "maptask00000-part00006") == [b"a\t1"]
     assert not any(local_tmp.iterdir())
 
@@ -396,8 +409,8 @@ for _ in sys.stdin:
 def test_map_only_output_is_the_mappers_lines(tmp_path, local_tmp, out):
     """num_partitions 0: part-NNNNN holds the mapper's lines, unsorted."""
     inputs = INPUTS + make_inputs(tmp_path / "in", [b"no newline at end"])
-    result = run_map(MapTask(12, inputs, str(WC_MAP), str(out), 0,
-                             streaming()))
+    result = run_map(NewMapTask(12, inputs, str(WC_MAP), str(out), 0,
+                                streaming()))
     assert result.names == ["part-00012"]
     assert [path.name for path in out.iterdir()] == ["part-00012"]
     expected = b"".join(shell_output(WC_MAP, path) for path in inputs)
@@ -409,7 +422,7 @@ def test_map_only_output_is_the_mappers_lines(tmp_path, local_tmp, out):
 def test_map_only_adds_a_missing_newline_per_input(tmp_path, local_tmp, out):
     """Each input's last line stays a line of its own."""
     inputs = make_inputs(tmp_path / "in", [b"one", b"two\n", b"", b"three"])
-    run_map(MapTask(0, inputs, CAT, str(out), 0, streaming()))
+    run_map(NewMapTask(0, inputs, CAT, str(out), 0, streaming()))
     assert (out / "part-00000").read_bytes() == b"one\ntwo\nthree\n"
     assert not any(local_tmp.iterdir())
 
@@ -418,8 +431,8 @@ def test_map_only_failure_leaves_nothing(tmp_path, local_tmp, out):
     """A failing mapper in a map-only task: no part file appears."""
     inputs = make_inputs(tmp_path / "in", [b"a\n"])
     with pytest.raises(TaskError) as info:
-        run_map(MapTask(0, inputs, str(EXEC / "t_fail.sh"), str(out), 0,
-                        streaming()))
+        run_map(NewMapTask(0, inputs, str(EXEC / "t_fail.sh"), str(out), 0,
+                           streaming()))
     assert "status 3" in str(info.value)
     assert_clean(out, local_tmp)
 
@@ -455,7 +468,7 @@ def test_mapper_sees_each_input_file_and_the_job(tmp_path, local_tmp, out,
     monkeypatch.setenv("HOME", "/the/workers/home")
     mapper = program(tmp_path, "env.py", SHOW_ENVIRONMENT)
     inputs = make_inputs(tmp_path / "in", [b"a\n", b"bb\nbb\n"])
-    run_map(MapTask(5, inputs, mapper, str(out), 0, streaming(
+    run_map(NewMapTask(5, inputs, mapper, str(out), 0, streaming(
         environment={"FROM_CMDENV": "x y=z"})))
     shown = environment_lines(out / "part-00005")
     assert len(shown) == 2
@@ -475,8 +488,10 @@ def test_reducer_environment(tmp_path, local_tmp, out):
     """A reducer is told it is not a map, and its partition."""
     reducer = program(tmp_path, "env.py", SHOW_ENVIRONMENT)
     inputs = make_inputs(tmp_path / "in", [b"a\t1\n"])
-    run_reduce(ReduceTask(3, reducer, inputs, str(out), streaming()))
-    (variables,) = environment_lines(out / "part-00003")
+    run_reduce(NewReduceTask(3, reducer, inputs, str(out), streaming()))
+    shown = environment_lines(out / "part-00003")
+    assert len(shown) == 1
+    variables = shown[0]
     assert variables["mapreduce_map_input_file"] == "<unset>"
     assert variables["mapreduce_task_ismap"] == "false"
     assert variables["mapreduce_task_partition"] == "3"
@@ -488,9 +503,11 @@ def test_job_environment_wins_over_the_workers(tmp_path, local_tmp, out):
     """As Hadoop's -cmdenv: the job's value is set last."""
     mapper = program(tmp_path, "env.py", SHOW_ENVIRONMENT)
     inputs = make_inputs(tmp_path / "in", [b"a\n"])
-    run_map(MapTask(0, inputs, mapper, str(out), 0, streaming(
+    run_map(NewMapTask(0, inputs, mapper, str(out), 0, streaming(
         environment={"mapreduce_task_ismap": "told", "HOME": "/job"})))
-    (variables,) = environment_lines(out / "part-00000")
+    shown = environment_lines(out / "part-00000")
+    assert len(shown) == 1
+    variables = shown[0]
     assert variables["mapreduce_task_ismap"] == "told"
     assert variables["HOME"] == "/job"
     assert not any(local_tmp.iterdir())
@@ -512,6 +529,7 @@ def test_spec_task_environment_is_the_workers(tmp_path, local_tmp, out):
 
 COUNTING_MAPPER = """
 import sys
+import tracemalloc
 lines = 0
 for line in sys.stdin:
     lines += 1
@@ -527,6 +545,7 @@ sys.stderr.write("an ordinary complaint\\n")
 
 COUNTING_COMBINER = """
 import sys
+import tracemalloc
 sys.stdout.write(sys.stdin.read())
 sys.stderr.write("reporter:counter:Combiner,runs,1\\n")
 sys.stderr.write("reporter:counter:Lines,seen,-0\\n")
@@ -541,8 +560,8 @@ def test_counters_are_the_sums_the_programs_wrote(tmp_path, local_tmp, out,
     combiner = program(tmp_path, "comb.py", COUNTING_COMBINER)
     contents = [words_text(700, 5), words_text(20, 6), b"one more line"]
     inputs = make_inputs(tmp_path / "in", contents)
-    result = run_map(MapTask(0, inputs, mapper, str(out), 4,
-                             streaming(combiner=combiner)))
+    result = run_map(NewMapTask(0, inputs, mapper, str(out), 4,
+                                streaming(combiner=combiner)))
     non_empty = sum(1 for name in result.names if (out / name).stat().st_size)
     assert result.counters == {
         "Words": {"seen": sum(len(data.split()) for data in contents)},
@@ -569,12 +588,13 @@ def test_reducer_counters(tmp_path, local_tmp, out):
     """A reducer's counters are its task's."""
     reducer = program(tmp_path, "red.py", """
 import sys
+import tracemalloc
 for line in sys.stdin:
     sys.stderr.write("reporter:counter:Reduce,in,1\\n")
 """)
     inputs = make_inputs(tmp_path / "in", [b"a\t1\nb\t1\n", b"c\t1\n"])
-    result = run_reduce(ReduceTask(0, reducer, inputs, str(out),
-                                   streaming()))
+    result = run_reduce(NewReduceTask(0, reducer, inputs, str(out),
+                                      streaming()))
     assert result.counters == {"Reduce": {"in": 3}}
     assert not any(local_tmp.iterdir())
 
@@ -584,12 +604,13 @@ def test_failing_streaming_program_tail_has_no_reporter_lines(
     """The error shows the complaint, not the counters."""
     mapper = program(tmp_path, "fail.py", """
 import sys
+import tracemalloc
 sys.stderr.write("reporter:counter:G,c,1\\nthe real problem\\n")
 sys.exit(4)
 """)
     inputs = make_inputs(tmp_path / "in", [b"a\n"])
     with pytest.raises(TaskError) as info:
-        run_map(MapTask(0, inputs, mapper, str(out), 2, streaming()))
+        run_map(NewMapTask(0, inputs, mapper, str(out), 2, streaming()))
     assert "the real problem" in str(info.value)
     assert "reporter:" not in str(info.value)
     assert_clean(out, local_tmp)
@@ -599,6 +620,7 @@ def test_spec_task_keeps_reporter_lines_in_stderr(tmp_path, local_tmp, out):
     """No record: reporter lines are stderr like any other, no counters."""
     mapper = program(tmp_path, "fail.py", """
 import sys
+import tracemalloc
 sys.stderr.write("reporter:counter:G,c,1\\nthe real problem\\n")
 sys.exit(4)
 """)
@@ -608,10 +630,11 @@ sys.exit(4)
     assert "reporter:counter:G,c,1" in str(info.value)
     ok = program(tmp_path, "ok.py", """
 import sys
+import tracemalloc
 sys.stdin.read()
 sys.stderr.write("reporter:counter:G,c,1\\n")
 """)
-    assert run_map(MapTask(0, inputs, ok, str(out), 2)).counters == {}
+    assert not run_map(NewMapTask(0, inputs, ok, str(out), 2)).counters
     assert not any(local_tmp.iterdir())
 
 
@@ -695,7 +718,7 @@ for line in sys.stdin:
     print(os.environ["map_input_file"] + "\\t" + line, end="")
 """)
     _, gz, _ = compressed_twins(tmp_path)
-    run_map(MapTask(0, gz[:1], mapper, str(out), 0, streaming()))
+    run_map(NewMapTask(0, gz[:1], mapper, str(out), 0, streaming()))
     expected = [gz[0].encode() + b"\t" + line
                 for line in file_lines(INPUTS[0])]
     assert file_lines(out / "part-00000") == expected
@@ -736,7 +759,17 @@ def test_mapper_that_stops_reading_compressed_input_succeeds(
     data = b"".join(b"line %d\n" % n for n in range(1000000))
     path = tmp_path / "big.gz"
     path.write_bytes(gzip.compress(data, compresslevel=1))
-    run_map_task(0, [str(path)], str(EXEC / "t_head.sh"), str(out), 1)
+    control = ProcessControl()
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    future = executor.submit(run_map_task, 0, [str(path)],
+                             str(EXEC / "t_head.sh"), str(out), 1,
+                             control=control)
+    executor.shutdown(wait=False)
+    done, _ = concurrent.futures.wait([future], TASK_WAIT)
+    if not done:
+        control.cancel()
+        pytest.fail("the task hung on a decompressor nobody reads")
+    future.result()
     assert file_lines(out / "maptask00000-part00000") == [b"line 0"]
     assert not any(local_tmp.iterdir())
 
@@ -750,3 +783,42 @@ def test_missing_compressed_input_fails_like_any_input(tmp_path, local_tmp,
     assert str(info.value).startswith(f"cannot read input {missing}: ")
     assert "No such file" in str(info.value)
     assert_clean(out, local_tmp)
+
+
+# Memory.
+
+HEAP_LIMIT = 1 << 20
+
+
+@pytest.mark.parametrize("shape", ["partitioner", "combiner", "map-only",
+                                   "gzip"])
+def test_heap_stays_flat_on_megabytes(tmp_path, local_tmp, out, shape):
+    """5 MB of map output: each streaming path peaks under 1 MiB of heap."""
+    data = b"".join(b"key%d\t%s\n" % (n % 5000, b"v" * (n % 40))
+                    for n in range(200000))
+    assert len(data) > 5 << 20
+    source = tmp_path / "input"
+    source.write_bytes(data)
+    inputs = [str(source)]
+    record, partitions = streaming(), 3
+    if shape == "partitioner":
+        record = streaming(partitioner=program(
+            tmp_path, "first.py", FIRST_LETTER_PARTITIONER))
+    elif shape == "combiner":
+        record = streaming(combiner=CAT)
+    elif shape == "map-only":
+        partitions = 0
+    else:
+        inputs = [str(source) + ".gz"]
+        pathlib.Path(inputs[0]).write_bytes(gzip.compress(data, 1))
+    tracemalloc.start()
+    try:
+        result = run_map(NewMapTask(0, inputs, CAT, str(out), partitions,
+                                    record))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < HEAP_LIMIT, f"{shape}: the heap peaked at {peak} bytes"
+    assert sum((out / name).stat().st_size
+               for name in result.names) == len(data)
+    assert not any(local_tmp.iterdir())

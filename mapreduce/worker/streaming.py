@@ -14,6 +14,8 @@ import os
 import re
 import threading
 
+from mapreduce.protocol import NewMapTask, Streaming
+
 COUNTER_PREFIX = b"reporter:counter:"
 STATUS_PREFIX = b"reporter:status:"
 # Hadoop's default limit on the counters of a job; past it, new counters
@@ -104,26 +106,39 @@ def _text(data):
     return data.decode("utf-8", "replace").rstrip("\r")
 
 
+def carried(task):
+    """Return task message `task`'s `streaming` record, or None if absent.
+
+    A record at its default is absent: it is what a message without one
+    decodes to.
+    """
+    return None if task.streaming == Streaming() else task.streaming
+
+
 class Programs:
     """How a task starts its user programs.
 
-    `streaming` is the task's `streaming` record, or None for a task of
-    the specification: then `popen_args` adds nothing, and the programs
-    start exactly as they always have. Otherwise each program gets the
-    task's environment, and its `reporter:` lines go to `reporter`.
+    For a task of the specification (no `streaming` record) `popen_args`
+    adds nothing: the programs start exactly as they always have.
+    Otherwise each program gets the task's environment, and its
+    `reporter:` lines go to `reporter`.
     """
 
-    def __init__(self, streaming, is_map, task_id, log):
-        """Start the programs of map (`is_map`) or reduce task `task_id`."""
-        self.streaming = streaming
+    def __init__(self, task, log):
+        """Start the programs of `task` (a NewMapTask or NewReduceTask).
+
+        Counters and status are logged to `log`.
+        """
+        self.streaming = carried(task)
         self.reporter = None
         self._task_variables = {}
-        if streaming is not None:
+        if self.streaming is not None:
+            is_map = isinstance(task, NewMapTask)
             kind = "map" if is_map else "reduce"
-            self.reporter = Reporter(log, f"{kind} task {task_id}")
+            self.reporter = Reporter(log, f"{kind} task {task.task_id}")
             self._task_variables = {
                 "mapreduce_task_ismap": "true" if is_map else "false",
-                "mapreduce_task_partition": str(task_id),
+                "mapreduce_task_partition": str(task.task_id),
             }
 
     def popen_args(self, input_path=None):

@@ -21,6 +21,7 @@ import subprocess
 import typing
 
 from mapreduce import filenames
+from mapreduce.protocol import NewMapTask, NewReduceTask
 from mapreduce.worker import decompress
 from mapreduce.worker.lines import copy_with_newline, in_byte_order
 from mapreduce.worker.merge import merge_lines
@@ -34,46 +35,14 @@ from mapreduce.worker.processes import (
 )
 from mapreduce.worker.streaming import Programs
 
-__all__ = ["MapTask", "ProcessControl", "ReduceTask", "TaskCancelled",
-           "TaskError", "TaskResult", "run_map", "run_map_task",
-           "run_reduce", "run_reduce_task"]
+__all__ = ["ProcessControl", "TaskCancelled", "TaskError", "TaskResult",
+           "run_map", "run_map_task", "run_reduce", "run_reduce_task"]
 
 LOG = logging.getLogger(__name__)
 WRITE_BUFFER_TOTAL = 1 << 16
 STDIN_BUFFER = 1 << 13
 SORT_PARALLELISM = 4
 COMBINED_SUFFIX = ".combined"
-
-
-@dataclasses.dataclass(frozen=True)
-class MapTask:
-    """What a map task is given (the fields of `new_map_task`).
-
-    `streaming` is the task's `streaming` record (a
-    mapreduce.protocol.Streaming), or None for a task of the
-    specification. With it, `num_partitions` 0 means map-only.
-    """
-
-    task_id: int
-    input_paths: typing.List[str]
-    executable: str
-    output_directory: str
-    num_partitions: int
-    streaming: typing.Any = None
-
-
-@dataclasses.dataclass(frozen=True)
-class ReduceTask:
-    """What a reduce task is given (the fields of `new_reduce_task`).
-
-    `streaming` as for MapTask.
-    """
-
-    task_id: int
-    executable: str
-    input_paths: typing.List[str]
-    output_directory: str
-    streaming: typing.Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,8 +67,8 @@ def run_map_task(task_id, input_paths, executable, output_directory,
     key. The files are sorted with `LC_ALL=C sort` and then moved into
     `output_directory`. Raises TaskError (nothing moved) on failure.
     """
-    task = MapTask(task_id, input_paths, executable, output_directory,
-                   num_partitions)
+    task = NewMapTask(task_id, input_paths, executable, output_directory,
+                      num_partitions)
     return run_map(task, control=control).names
 
 
@@ -111,12 +80,16 @@ def run_reduce_task(task_id, executable, input_paths, output_directory, *,
     into `executable`, whose output becomes `part-{task_id:05d}` in
     `output_directory`. Raises TaskError (nothing moved) on failure.
     """
-    task = ReduceTask(task_id, executable, input_paths, output_directory)
+    task = NewReduceTask(task_id, executable, input_paths, output_directory)
     return run_reduce(task, control=control).names[0]
 
 
 def run_map(task, *, control=None):
-    """Run map task `task` (a MapTask) and return its TaskResult.
+    """Run map task `task` and return its TaskResult.
+
+    `task` is the task as the Worker was given it (a NewMapTask message);
+    only its `streaming` record, when it carries one, adds to what a task
+    of the specification does.
 
     Each input file is piped through the mapper (decompressed first if
     its name ends in .gz or .bz2). Every output line goes to partition
@@ -128,8 +101,8 @@ def run_map(task, *, control=None):
     instead. Raises TaskError (nothing moved) on failure.
     """
     control = control or ProcessControl(LOG)
-    programs = Programs(task.streaming, True, task.task_id, control.log)
-    streaming = task.streaming
+    programs = Programs(task, control.log)
+    streaming = programs.streaming
     with local_dir(task.task_id) as directory:
         if task.num_partitions == 0:
             names = [filenames.map_only_output_name(task.task_id)]
@@ -152,14 +125,14 @@ def run_map(task, *, control=None):
 
 
 def run_reduce(task, *, control=None):
-    """Run reduce task `task` (a ReduceTask) and return its TaskResult.
+    """Run reduce task `task` (a NewReduceTask) and return its TaskResult.
 
     The sorted input files are merged into one sorted stream and piped
     into the reducer, whose output becomes `part-{task_id:05d}` in
     `output_directory`. Raises TaskError (nothing moved) on failure.
     """
     control = control or ProcessControl(LOG)
-    programs = Programs(task.streaming, False, task.task_id, control.log)
+    programs = Programs(task, control.log)
     name = filenames.reduce_output_name(task.task_id)
     with local_dir(task.task_id) as directory:
         path = os.path.join(directory, name)
@@ -258,7 +231,7 @@ def _map_by_partitioner(paths, task, control, programs):
     buffers, reading its numbers alongside the file's lines cannot wait
     on it forever.
     """
-    partitioner = task.streaming.partitioner
+    partitioner = programs.streaming.partitioner
     map_output = os.path.join(os.path.dirname(paths[0]), "map-output")
     _map_to_file(map_output, task, control, programs)
     buffer_size = max(1, WRITE_BUFFER_TOTAL // len(paths))

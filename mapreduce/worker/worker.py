@@ -25,8 +25,9 @@ from mapreduce.reactor import send_message
 from mapreduce.service import Service
 from mapreduce.signing import manager_name, worker_name
 from mapreduce.worker.stderr import LoopStderr
+from mapreduce.worker.streaming import carried
 from mapreduce.worker.tasks import (
-    MapTask, ProcessControl, ReduceTask, TaskError, run_map, run_reduce,
+    ProcessControl, TaskError, run_map, run_reduce,
 )
 
 
@@ -62,11 +63,6 @@ class WorkerAddress:
 def _kind(msg):
     """Return "map" or "reduce" for a task message."""
     return "map" if isinstance(msg, protocol.NewMapTask) else "reduce"
-
-
-def _streaming(msg):
-    """Return task message `msg`'s `streaming` record, or None if absent."""
-    return None if msg.streaming == protocol.Streaming() else msg.streaming
 
 
 class ManagerLink:
@@ -306,26 +302,17 @@ class WorkerServer(Service):
 
         A streaming task may have 0 partitions: map-only.
         """
-        streaming = _streaming(msg)
-        least = 0 if streaming is not None else 1
+        least = 0 if carried(msg) is not None else 1
         if not least <= msg.num_partitions <= protocol.MAX_PARTITIONS:
             self._refuse(msg, f"num_partitions must be between {least} and "
                               f"{protocol.MAX_PARTITIONS}, not "
                               f"{msg.num_partitions}")
             return
-        self.tasks.run(msg, run_map,
-                       (MapTask(msg.task_id, msg.input_paths, msg.executable,
-                                msg.output_directory, msg.num_partitions,
-                                streaming),),
-                       self._task_done)
+        self.tasks.run(msg, run_map, (msg,), self._task_done)
 
     def _on_reduce_task(self, msg):
         """Queue a reduce task in the pool."""
-        self.tasks.run(msg, run_reduce,
-                       (ReduceTask(msg.task_id, msg.executable,
-                                   msg.input_paths, msg.output_directory,
-                                   _streaming(msg)),),
-                       self._task_done)
+        self.tasks.run(msg, run_reduce, (msg,), self._task_done)
 
     def _refuse(self, msg, reason):
         """Report at once that task `msg` fails for `reason`."""

@@ -284,16 +284,55 @@
       rows, "grid workers-table"));
   }
 
+  /* A job's counters (group -> name -> sum) as a table, or null. */
+  function counterTable(counters) {
+    const rows = [];
+    Object.keys(counters || {}).sort().forEach((group) => {
+      const names = counters[group] || {};
+      Object.keys(names).sort().forEach((name) => {
+        const row = el("tr");
+        row.dataset.counter = group + "." + name;
+        append(row, cell(el("code", null, group)),
+          cell(el("code", null, name)),
+          append(el("td", "number"), String(names[name])));
+        rows.push(row);
+      });
+    });
+    return rows.length ?
+      table(["Group", "Counter", "Sum"], rows, "grid counters") : null;
+  }
+
+  function codes(list) {
+    const span = el("span");
+    list.forEach((item, index) => {
+      append(span, index ? ", " : null, el("code", null, String(item)));
+    });
+    return span;
+  }
+
   function jobFacts(job) {
     const facts = el("dl", "facts");
     const add = (term, ...value) => {
       append(facts, el("dt", null, term), append(el("dd"), ...value));
     };
+    const streaming = job.streaming;
     add("Mapper", el("code", null, job.mapper_executable),
       " \u00d7 " + count(job.num_mappers, "map task"));
-    add("Reducer", el("code", null, job.reducer_executable),
-      " \u00d7 " + count(job.num_reducers, "reduce task"));
-    add("Input", el("code", null, job.input_directory));
+    if (job.num_reducers === 0) {
+      add("Reducer", "none: a map-only job");
+    } else {
+      add("Reducer", el("code", null, job.reducer_executable),
+        (streaming ? " \u00d7 at most " : " \u00d7 ") +
+        count(job.num_reducers, "reduce task"));
+    }
+    if (streaming && streaming.combiner) {
+      add("Combiner", el("code", null, streaming.combiner));
+    }
+    if (streaming && streaming.partitioner) {
+      add("Partitioner", el("code", null, streaming.partitioner));
+    }
+    add("Input", streaming && (streaming.input_paths || []).length ?
+      codes(streaming.input_paths) : el("code", null, job.input_directory));
     add("Output", el("code", null, job.output_directory));
     add("Submitted", clockTime(job.submitted_at));
     if (isNumber(job.started_at)) {
@@ -303,6 +342,10 @@
       add("Ended", clockTime(job.ended_at));
     }
     add("Elapsed", duration(job.elapsed));
+    const counters = counterTable(job.counters);
+    if (counters) {
+      add("Counters", counters);
+    }
     return facts;
   }
 
