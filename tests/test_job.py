@@ -296,3 +296,126 @@ def test_a_stage_is_done_when_every_task_finished_once(tmp_path):
 def test_a_stage_without_tasks_is_done_at_once(tmp_path):
     """An empty input: the map stage has nothing to wait for."""
     assert Stage("map", make_job(tmp_path, []).map_tasks()).done
+
+
+def make_streaming_job(tmp_path, streaming, num_reducers=3, job_id=2):
+    """Return a streaming Job (stamp 202601020304) over tmp_path."""
+    shared = tmp_path / "shared"
+    shared.mkdir(exist_ok=True)
+    request = protocol.NewManagerJob(
+        input_directory=str(tmp_path / "unused"),
+        output_directory=str(tmp_path / "output"),
+        mapper_executable="/opt/map.py", reducer_executable="/opt/red.py",
+        num_mappers=2, num_reducers=num_reducers,
+        streaming=protocol.Streaming(**streaming))
+    return Job(job_id, request, str(shared), stamp="202601020304")
+
+
+def test_input_paths_replace_the_input_directory(tmp_path):
+    """Files as given, directories' regular files by name, in order."""
+    (tmp_path / "d").mkdir()
+    for name in ("b", "a"):
+        (tmp_path / "d" / name).write_text(name)
+    (tmp_path / "d" / "sub").mkdir()
+    (tmp_path / "z").write_text("z")
+    paths = [str(tmp_path / "z"), str(tmp_path / "d"), str(tmp_path / "z")]
+    job = make_streaming_job(tmp_path, {"input_paths": paths})
+    assert job.input_files() == [str(tmp_path / "z"),
+                                 str(tmp_path / "d" / "a"),
+                                 str(tmp_path / "d" / "b"),
+                                 str(tmp_path / "z")]
+    assert [task.input_paths for task in job.map_tasks()] == [
+        [str(tmp_path / "z"), str(tmp_path / "d" / "b")],
+        [str(tmp_path / "d" / "a"), str(tmp_path / "z")]]
+    assert job.num_map_tasks == 2
+    assert job.input_paths == paths
+
+
+def test_streaming_tasks_carry_the_record_and_hadoop_variables(tmp_path):
+    """Map tasks: combiner, partitioner, environment; reduce: environment.
+
+    The attempt number is the task's latest assignment, counted from 0.
+    """
+    (tmp_path / "in").write_text("x\n")
+    job = make_streaming_job(tmp_path, {
+        "input_paths": [str(tmp_path / "in")], "combiner": "/opt/c",
+        "partitioner": "/opt/p", "environment": {"A": "1",
+                                                 "mapreduce_job_id": "x"}})
+    (task,) = job.map_tasks()
+    task.assigned += 1  # As the Scheduler does when it sends the task.
+    record = task.message().streaming
+    assert (record.input_paths, record.combiner, record.partitioner) == (
+        [], "/opt/c", "/opt/p")
+    environment = record.environment
+    assert environment["A"] == "1"
+    assert environment["mapreduce_job_id"] == "job_202601020304_0002"
+    assert environment["mapreduce_task_attempt_id"] == \
+        "attempt_202601020304_0002_m_000000_0"
+    task.assigned = 3
+    assert task.message().streaming.environment[
+        "mapred_task_id"] == "attempt_202601020304_0002_m_000000_2"
+    reduce = ReduceTask(job, 1, [])
+    record = reduce.message().streaming
+    assert (record.combiner, record.partitioner) == ("", "")
+    assert record.environment["mapreduce_task_id"] == \
+        "task_202601020304_0002_r_000001"
+    assert record.environment["mapreduce_job_maps"] == "1"
+    assert record.environment["mapreduce_job_reduces"] == "3"
+    assert record.environment["mapreduce_task_ismap"] == "false"
+    assert record.environment["mapred_output_dir"] == \
+        str(tmp_path / "output")
+
+
+def test_a_job_without_input_files_tells_its_tasks_so(tmp_path):
+    """No input files: no map tasks, and `mapreduce_job_maps` is 0."""
+    (tmp_path / "empty").mkdir()
+    job = make_streaming_job(tmp_path,
+                             {"input_paths": [str(tmp_path / "empty")]})
+    assert job.map_tasks() == []
+    environment = ReduceTask(job, 0, []).message().streaming.environment
+    assert environment["mapreduce_job_maps"] == "0"
+
+
+def test_a_map_only_task_writes_to_the_output_directory(tmp_path):
+    """num_reducers 0: no partitions, the job's output directory."""
+    (tmp_path / "in").write_text("x\n")
+    job = make_streaming_job(tmp_path, {"input_paths": [str(tmp_path / "in")]},
+                             num_reducers=0)
+    assert job.map_only
+    message = job.map_tasks()[0].message()
+    assert (message.output_directory, message.num_partitions) == (
+        str(tmp_path / "output"), 0)
+
+
+def test_streaming_reduce_tasks_skip_empty_partitions(tmp_path):
+    """Partitions whose every file is empty get no task; ids from 0."""
+    job = make_streaming_job(tmp_path, {"environment": {"A": "1"}})
+    os.makedirs(job.job_dir)
+    for name, text in (("maptask00000-part00000", ""),
+                       ("maptask00001-part00000", ""),
+                       ("maptask00000-part00001", ""),
+                       ("maptask00001-part00001", "k\t1\n"),
+                       ("maptask00000-part00002", "j\t1\n"),
+                       ("maptask00001-part00002", "")):
+        with open(os.path.join(job.job_dir, name), "w",
+                  encoding="utf-8") as file:
+            file.write(text)
+    tasks = job.reduce_tasks()
+    assert [(task.task_id, [os.path.basename(path)
+                            for path in task.input_paths])
+            for task in tasks] == [
+        (0, ["maptask00000-part00001", "maptask00001-part00001"]),
+        (1, ["maptask00000-part00002", "maptask00001-part00002"])]
+
+
+def test_a_streaming_jobs_repr_leaves_out_its_environment(tmp_path):
+    """Input paths, combiner, partitioner shown; no environment value."""
+    job = make_streaming_job(tmp_path, {
+        "input_paths": ["/in"], "combiner": "/c",
+        "environment": {"TOKEN": "secret"}})
+    assert repr(job).endswith(
+        "num_reducers=3, input_paths=['/in'], combiner='/c')")
+    job = make_streaming_job(tmp_path, {"partitioner": "/p"})
+    assert repr(job).endswith("num_reducers=3, partitioner='/p')")
+    assert "secret" not in repr(job)
+    assert job.is_streaming and not job.map_only

@@ -341,3 +341,17 @@ def test_combiner_and_partitioner_give_the_pipeline_answer(cluster,
     second = (output / "part-00001").read_text().split()
     assert all(key < "d" for key in first[::2])
     assert all(key >= "d" for key in second[::2])
+
+
+def test_a_bad_secret_file_is_one_line(tmp_path):
+    """--secret-file, as for the other commands: checked before anything."""
+    texts(tmp_path)
+    missing = tmp_path / "no-such-secret"
+    process = run_command("mapreduce-streaming", "-input", "single.txt",
+                          "-output", "out", "-mapper", "cat", "-reducer",
+                          "cat", "--secret-file", missing,
+                          "--manager", f"localhost:{free_port()}",
+                          cwd=tmp_path)
+    assert process.returncode != 0
+    assert str(missing) in one_error_line(process)
+    assert not (tmp_path / "out").exists()

@@ -22,6 +22,7 @@ import tracemalloc
 import pytest
 
 from mapreduce.protocol import NewMapTask, NewReduceTask, Streaming
+from mapreduce.worker import decompress
 from mapreduce.worker import lines as lines_module
 from mapreduce.worker import streaming as streaming_module
 from mapreduce.worker.streaming import Reporter
@@ -513,6 +514,18 @@ def test_job_environment_wins_over_the_workers(tmp_path, local_tmp, out):
     assert not any(local_tmp.iterdir())
 
 
+@pytest.mark.parametrize("value", ["nul\0byte", "lone \ud800 surrogate"])
+def test_unusable_environment_value_fails_the_task_cleanly(
+        tmp_path, local_tmp, out, value):
+    """A value no process can have: a TaskError, not a crash."""
+    inputs = make_inputs(tmp_path / "in", [b"a\n"])
+    with pytest.raises(TaskError) as info:
+        run_map(NewMapTask(0, inputs, CAT, str(out), 1,
+                           streaming(environment={"BAD": value})))
+    assert str(info.value).startswith(f"cannot run {CAT!r}: ")
+    assert_clean(out, local_tmp)
+
+
 def test_spec_task_environment_is_the_workers(tmp_path, local_tmp, out):
     """No record: no Hadoop variable, exactly the Worker's environment."""
     mapper = program(tmp_path, "env.py", SHOW_ENVIRONMENT)
@@ -662,6 +675,36 @@ def test_reporter_parses_counter_lines(line, counters):
     assert reporter.counters() == counters
 
 
+@pytest.mark.parametrize("line, why", [
+    (b"reporter:counter:G,c", "not group,counter,amount"),
+    (b"reporter:counter:G,c,x", "the amount is not a 64-bit integer"),
+    (b"reporter:junk", "neither reporter:counter: nor reporter:status:"),
+    (b"reporter:counter:\xff", "not group,counter,amount"),
+])
+def test_reporter_says_why_a_line_is_malformed(caplog, line, why):
+    """One warning, naming the task, the reason and the line as written."""
+    reporter = Reporter(logging.getLogger(__name__), "reduce task 4")
+    reporter.line(line)
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == (
+        f"reduce task 4: ignored a malformed reporter line ({why}): "
+        + line.decode("utf-8", "backslashreplace"))
+    assert not reporter.counters()
+    assert reporter.status == ""
+
+
+def test_reporter_text_is_utf8_with_replacements(caplog):
+    """Names and status are UTF-8; bytes that are not become U+FFFD."""
+    caplog.set_level(logging.INFO)
+    reporter = Reporter(logging.getLogger(__name__), "map task 1")
+    reporter.line(b"reporter:counter:G\xff,c\xc3\xa9,2\r")
+    reporter.line(b"reporter:status:half \xff done\r")
+    assert reporter.counters() == {"G\ufffd": {"c\u00e9": 2}}
+    assert reporter.status == "half \ufffd done"
+    assert caplog.messages == ["map task 1 status: half \ufffd done"]
+
+
 def test_reporter_caps_counters_and_warnings(caplog, monkeypatch):
     """New counters past the limit are dropped; warnings stop at a few."""
     monkeypatch.setattr(streaming_module, "MAX_COUNTERS", 3)
@@ -670,7 +713,9 @@ def test_reporter_caps_counters_and_warnings(caplog, monkeypatch):
         reporter.line(b"reporter:counter:G,c%d,1" % number)
     reporter.line(b"reporter:counter:G,c0,1")
     assert reporter.counters() == {"G": {"c0": 2, "c1": 1, "c2": 1}}
-    assert caplog.text.count("more than 3 counters") == 1
+    assert caplog.messages == [
+        "map task 0: more than 3 counters; counter 'c3' in group 'G' and "
+        "later new ones are dropped"]
     for _ in range(streaming_module.MAX_WARNINGS + 5):
         reporter.line(b"reporter:junk")
     assert caplog.text.count("malformed reporter line") == (
@@ -751,6 +796,55 @@ def test_corrupt_compressed_input_fails_cleanly(tmp_path, local_tmp, out,
     assert message.startswith(f"cannot read input {path}: ")
     assert "gzip" in message or "bzip2" in message
     assert_clean(out, local_tmp)
+
+
+@pytest.mark.parametrize("suffix, pack", [(".gz", gzip.compress),
+                                          (".bz2", bz2.compress)])
+def test_decompress_writes_the_text_to_a_descriptor(tmp_path, suffix, pack):
+    """The child's work, in this process: every byte, in blocks, exit 0."""
+    data = b"".join(b"line %d\n" % n for n in range(100000))
+    path = tmp_path / f"x{suffix}"
+    path.write_bytes(pack(data))
+    target = tmp_path / "plain"
+    with open(path, "rb") as source, open(target, "wb") as output:
+        assert decompress.decompress(str(path), source,
+                                     output.fileno()) == 0
+    assert target.read_bytes() == data
+
+
+def test_decompress_reports_corrupt_data_and_ignores_a_gone_reader(
+        tmp_path, capsys):
+    """Exit 1 and one line on stderr when corrupt; 0 when nobody reads."""
+    path = tmp_path / "x.gz"
+    path.write_bytes(b"not gzip at all")
+    with open(path, "rb") as source:
+        assert decompress.decompress(str(path), source, 1) == 1
+    assert capsys.readouterr().err == (
+        "not valid gzip data: Not a gzipped file (b'no')\n")
+    path.write_bytes(gzip.compress(b"x" * 1000000))
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        with open(path, "rb") as source:
+            assert decompress.decompress(str(path), source, write_end) == 0
+    finally:
+        os.close(write_end)
+    assert capsys.readouterr().err == ""
+
+
+def test_decompress_command_and_usage(monkeypatch, capsys):
+    """Which files are compressed; the child's command; a bad call is 2."""
+    assert decompress.compression_of(pathlib.Path("a/b.gz")) == "gzip"
+    assert decompress.compression_of("a/b.tar.bz2") == "bzip2"
+    assert decompress.compression_of("a/b.gz.txt") is None
+    assert decompress.compression_of("a/gz") is None
+    command = decompress.command(pathlib.Path("in.gz"))
+    assert command[:2] == [sys.executable, "-I"]
+    assert command[2] == os.path.abspath(decompress.__file__)
+    assert command[3] == "in.gz"
+    monkeypatch.setattr(sys, "argv", ["decompress.py", "in.txt"])
+    assert decompress.main() == 2
+    assert "usage:" in capsys.readouterr().err
 
 
 def test_mapper_that_stops_reading_compressed_input_succeeds(

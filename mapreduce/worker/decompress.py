@@ -62,7 +62,7 @@ def decompress(path, source, output_fd):
     except (OSError, EOFError, zlib.error) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and \
             exc.strerror else str(exc)
-        print(f"{path} is not readable as {name} data: {reason}",
+        print(f"not valid {name} data: {reason}",
               file=sys.stderr)
         return 1
 

@@ -65,7 +65,9 @@ class ProcessControl:
         try:
             child = subprocess.Popen(args, start_new_session=True,
                                      **popen_args)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
+            # ValueError: a NUL or an unencodable character in an
+            # argument or in the environment.
             if read_fd >= 0:
                 os.close(read_fd)
             raise TaskError(f"cannot run {args[0]!r}: "
@@ -174,7 +176,7 @@ def _kill_group(child):
 
 def _start_failure(executable, exc):
     """Say why `executable` could not be started, with a hint if one fits."""
-    reason = exc.strerror or str(exc)
+    reason = getattr(exc, "strerror", None) or str(exc)
     if isinstance(exc, FileNotFoundError) and os.path.isfile(executable):
         reason += " (is the interpreter on its #! line missing?)"
     return reason

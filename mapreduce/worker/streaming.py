@@ -183,7 +183,7 @@ def input_file_variables(input_path):
     """
     try:
         length = os.path.getsize(input_path)
-    except OSError:
+    except (OSError, ValueError):
         length = 0  # Opening it will say what is wrong.
     input_path = os.fspath(input_path)
     variables = {}
