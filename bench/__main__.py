@@ -13,7 +13,8 @@ import sys
 import time
 import traceback
 
-from bench.sections import ROOT, SECTIONS, Context, OutputMismatch
+from bench.baselines import ROOT, OutputMismatch
+from bench.sections import SECTIONS, Context
 from mapreduce.localcluster import KeepError
 
 QUICK = {"size_mb": 2, "repeat": 1, "latency_jobs": 3, "idle_seconds": 1.0,
@@ -93,6 +94,7 @@ def targets(results):
                          f"{fig['vs_madoop']:.3f}x ({fig['cluster_s']:.2f}s "
                          f"/ {fig['madoop_s']:.2f}s)", "<= 0.25x",
                          fig["vs_madoop"] <= 0.25))
+    rows.extend(_combiner_targets(results))
     if "latency" in results:
         fig = results["latency"]
         rows.append(("latency: median submit -> last part",
@@ -127,12 +129,36 @@ def targets(results):
     return rows
 
 
+def _combiner_targets(results):
+    """Return the target rows of the combiner section."""
+    rows = []
+    for kind, fig in results.get("combiner", {}).items():
+        rows.append((f"combiner {kind}: cluster / pipeline",
+                     f"{fig['vs_pipeline']:.2f}x ({fig['cluster_s']:.2f}s / "
+                     f"{fig['pipeline_s']:.2f}s)", "< 1x",
+                     fig["vs_pipeline"] < 1))
+        if "vs_madoop" in fig:
+            rows.append((f"combiner {kind}: cluster / madoop",
+                         f"{fig['vs_madoop']:.3f}x ({fig['cluster_s']:.2f}s "
+                         f"/ {fig['madoop_s']:.2f}s)", "<= 0.2x",
+                         fig["vs_madoop"] <= 0.2))
+    return rows
+
+
 def context_rows(results):
     """Return (name, value) rows that are measured but have no target."""
     rows = []
     for kind, fig in results.get("throughput", {}).items():
         rows.append((f"throughput {kind}: cluster, to last part file",
                      f"{fig['cluster_parts_s']:.2f} s"))
+    for kind, fig in results.get("combiner", {}).items():
+        rows.append((f"combiner {kind}: same job without the combiner",
+                     f"{fig['plain_s']:.2f} s (the combiner's is "
+                     f"{fig['combiner_speedup']:.2f}x faster)"))
+        rows.append((f"combiner {kind}: shuffle bytes without / with",
+                     f"{fig['shuffle_plain_bytes'] / 1e6:.2f} / "
+                     f"{fig['shuffle_combined_bytes'] / 1e6:.2f} MB "
+                     f"({fig['shuffle_ratio']:.3f}x)"))
     if "latency" in results:
         fig = results["latency"]
         rows.append(("latency: median to the job's end (status API)",

@@ -31,7 +31,7 @@ import tempfile
 import time
 
 from bench.corpus import make_corpus
-from bench.sections import EXECUTABLES, ROOT
+from bench.baselines import EXECUTABLES, ROOT
 from mapreduce.worker import tasks
 from mapreduce.worker.partition import partition_stream
 

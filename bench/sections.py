@@ -12,28 +12,20 @@ import statistics
 import subprocess
 import time
 
+from bench.baselines import (
+    CAT, EXECUTABLES, OutputMismatch, check_equal, medians, read_lines,
+    run_pipeline, time_baselines,
+)
 from bench.cluster import (
     bench_job, make_secret_file, peak_rss_mb, start_cluster, submit_cli,
     submit_message, wait_job,
 )
 from bench.heap import task_peaks
+from bench.streaming import combiner
 from bench.corpus import make_corpus, make_one_line_inputs, make_tiny_inputs
 from mapreduce.localcluster import cpu_seconds
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TEST_EXEC = os.path.join(ROOT, "tests", "testdata", "exec")
-EXECUTABLES = {
-    "shell": (os.path.join(TEST_EXEC, "wc_map.sh"),
-              os.path.join(TEST_EXEC, "wc_reduce.sh")),
-    "python": (os.path.join(TEST_EXEC, "wc_map.py"),
-               os.path.join(TEST_EXEC, "wc_reduce.py")),
-}
-CAT = shutil.which("cat") or "/bin/cat"
 JOB_TIMEOUT = 1800.0
-
-
-class OutputMismatch(Exception):
-    """Two runs that must agree produced different output."""
 
 
 class Context:
@@ -65,55 +57,6 @@ class Context:
         secret_file = (make_secret_file(os.path.join(directory, "secret"))
                        if signed else None)
         return start_cluster(directory, workers=2, secret_file=secret_file)
-
-
-def read_lines(paths):
-    """Return the sorted lines of `paths` (files, or directories' parts)."""
-    lines = []
-    for path in paths:
-        names = ([os.path.join(path, name) for name in sorted(os.listdir(
-            path)) if name.startswith("part-")]
-            if os.path.isdir(path) else [path])
-        for name in names:
-            with open(name, "rb") as file:
-                lines.extend(file.read().splitlines())
-    return sorted(lines)
-
-
-def check_equal(what, expected, actual_paths):
-    """Raise OutputMismatch unless the sorted lines are the same."""
-    actual = read_lines(actual_paths)
-    if actual != expected:
-        raise OutputMismatch(f"{what}: {len(actual)} lines, expected "
-                             f"{len(expected)}; see {actual_paths}")
-
-
-def timed(args, **kwargs):
-    """Run a command to completion (it must succeed); return seconds."""
-    start = time.monotonic()
-    subprocess.run(args, check=True, **kwargs)
-    return time.monotonic() - start
-
-
-def run_pipeline(input_dir, mapper, reducer, output):
-    """Time `cat input/* | map | LC_ALL=C sort | reduce > output`."""
-    files = sorted(os.path.join(input_dir, name)
-                   for name in os.listdir(input_dir))
-    script = ('set -o pipefail; out="$1"; map="$2"; reduce="$3"; '
-              'shift 3; cat "$@" | "$map" | LC_ALL=C sort | "$reduce" '
-              '> "$out"')
-    return timed(["bash", "-c", script, "pipeline", output, mapper,
-                  reducer] + files)
-
-
-def run_madoop(ctx, input_dir, mapper, reducer, output):
-    """Time madoop with two reducers on the same input and executables."""
-    shutil.rmtree(output, ignore_errors=True)
-    return timed(["madoop", "-input", input_dir, "-output", output,
-                  "-mapper", mapper, "-reducer", reducer,
-                  "-numReduceTasks", "2"],
-                 cwd=ctx.fresh_dir("madoop-cwd"), stdout=subprocess.DEVNULL,
-                 stderr=subprocess.DEVNULL)
 
 
 class JobRunner:
@@ -153,30 +96,14 @@ def throughput(opts, ctx):
 
 def _throughput_of(opts, ctx, runner, kind, input_dir, out):
     """Run the rounds of one kind of executables; return its figures."""
-    rounds = [_throughput_round(opts, ctx, runner, kind, input_dir, out)
-              for _ in range(opts.repeat)]
-    times = {name: [one[name] for one in rounds] for name in rounds[0]}
-    result = {name + "_s": statistics.median(values)
-              for name, values in times.items()}
-    result["runs"] = times
-    result["vs_pipeline"] = result["cluster_s"] / result["pipeline_s"]
-    if "madoop_s" in result:
-        result["vs_madoop"] = result["cluster_s"] / result["madoop_s"]
-    return result
+    return medians([_throughput_round(opts, ctx, runner, kind, input_dir,
+                                      out) for _ in range(opts.repeat)])
 
 
 def _throughput_round(opts, ctx, runner, kind, input_dir, out):
     """Time pipeline, madoop and cluster once; check their outputs."""
     mapper, reducer = EXECUTABLES[kind]
-    times = {}
-    pipe_out = os.path.join(out, f"pipeline-{kind}.txt")
-    times["pipeline"] = run_pipeline(input_dir, mapper, reducer, pipe_out)
-    expected = read_lines([pipe_out])
-    if not opts.skip_madoop:
-        mad_out = os.path.join(out, f"madoop-{kind}")
-        times["madoop"] = run_madoop(ctx, input_dir, mapper, reducer,
-                                     mad_out)
-        check_equal(f"madoop {kind}", expected, [mad_out])
+    times, expected = time_baselines(opts, ctx, kind, (input_dir, out))
     job_out = os.path.join(out, f"cluster-{kind}")
     times["cluster_parts"], times["cluster"] = runner.run(
         input_dir, job_out, mapper, reducer, 4, 2)
@@ -352,4 +279,5 @@ SECTIONS = {
     "memory": memory,
     "heap": heap,
     "scheduling": scheduling,
+    "combiner": combiner,
 }

@@ -16,7 +16,10 @@ import subprocess
 import sys
 import tempfile
 import threading
+import shutil
 import time
+
+import pytest
 
 from mapreduce.localcluster import (
     START_ATTEMPTS, WAIT, free_port, port_taken, start_in_thread,
@@ -280,6 +283,21 @@ def run_command(*args, **kwargs):
     return subprocess.run([str(scripts / args[0]), *map(str, args[1:])],
                           capture_output=True, text=True, check=False,
                           **kwargs)
+
+
+def find_madoop():
+    """Return the path of `madoop`: this environment's, else PATH's.
+
+    Skips the test, saying so in one line, when there is none.
+    """
+    scripts = pathlib.Path(sys.executable).parent
+    if (scripts / "madoop").is_file():
+        return scripts / "madoop"
+    found = shutil.which("madoop")
+    if found is None:
+        pytest.skip("madoop is not installed in this environment nor on "
+                    "PATH; install the dev extra: pip install -e '.[dev]'")
+    return pathlib.Path(found)
 
 
 # Child processes of tasks, and temporary files.
