@@ -6,6 +6,8 @@ answers) and returns text; `ProgressView` decides when to show it.
 
 import time
 
+from mapreduce import protocol
+
 BAR_WIDTH = 24
 # Without a terminal, a progress line at most this often, unless the
 # stage or state changes.
@@ -93,7 +95,11 @@ def failure_text(summary):
     state = summary["state"]
     when = (f" after {_seconds(summary['elapsed'])}"
             if summary["elapsed"] is not None else "")
-    text = f"job {summary['job_id']} {state}{when}: {summary['reason']}"
+    reason = summary["reason"]
+    if summary["stderr_tail"]:
+        # Shown below as lines, not again at the end of the reason.
+        reason = (reason or "").partition(protocol.STDERR_MARKER)[0]
+    text = f"job {summary['job_id']} {state}{when}: {reason}"
     if summary["stderr_tail"]:
         tail = "\n".join("  " + line for line in
                          summary["stderr_tail"].splitlines())

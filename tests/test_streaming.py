@@ -163,6 +163,8 @@ def test_a_failing_stage_exits_non_zero_with_its_stderr(cluster, tmp_path):
     assert "stderr of the failing executable (last lines):\n" \
         in process.stderr
     assert process.stderr.rstrip().endswith("t_fail: the last complaint")
+    # Once, as lines under the reason, not also at the reason's end.
+    assert process.stderr.count("the last complaint") == 1
     assert not output.exists()
 
 
