@@ -18,7 +18,8 @@ from mapreduce import client
 from mapreduce.localcluster import WAIT, port_open, wait_for
 from mapreduce.logs import LOG_FORMAT
 from tests.util import (
-    EXEC, FakePeer, job_message, register, send_json, send_udp, start_manager,
+    EXEC, FakePeer, SlowResolver, job_message, register, send_json, send_udp,
+    start_manager,
 )
 
 MAPPER = str(EXEC / "wc_map.sh")
@@ -930,3 +931,20 @@ def test_shutdown_with_no_workers(env):
     env.manager.shutdown()
     assert not list(env.tmp.glob("mapreduce-shared-*"))
     env.wait_log(logging.INFO, "Shutting down")
+
+
+def test_a_slow_host_name_does_not_hold_the_manager_up(env, monkeypatch):
+    """A register naming a host the resolver is slow on: the Manager
+    answers others while it is looked up, then acknowledges it."""
+    env.start()
+    slow = SlowResolver(f"slow-{env.port}.invalid")
+    monkeypatch.setattr(socket, "gethostbyname", slow)
+    peer = env.peer(registered=False)
+    send_json(env.port, {"message_type": "register",
+                         "worker_host": slow.name,
+                         "worker_port": peer.port})
+    assert slow.started.wait(WAIT)
+    assert client.status(("localhost", env.port))["workers"]
+    assert not slow.done.is_set()
+    slow.release.set()
+    assert peer.next() == {"message_type": "register_ack"}

@@ -3,6 +3,7 @@
 The transports carry bytes: what is sent arrives exactly, whatever it is.
 """
 
+import concurrent.futures
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from mapreduce.reactor import (
     DatagramServer, Limits, MessageServer, Reactor, request, send_datagram,
     send_message,
 )
+from tests.util import SlowResolver
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -766,3 +768,40 @@ def test_failing_handler_closes_the_connection(loop, caplog):
         assert "handler bug" in caplog.text
     finally:
         loop.call(server.close)
+
+
+@pytest.fixture(name="resolver_pool")
+def fixture_resolver_pool(loop):
+    """Give the loop's reactor a pool to look host names up in."""
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    loop.reactor.resolver = pool
+    yield pool
+    loop.call(lambda: setattr(loop.reactor, "resolver", None))
+    pool.shutdown(cancel_futures=True)
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_host_names_are_looked_up_off_the_loop(loop, server, resolver_pool,
+                                               monkeypatch, fails):
+    """While a name is being looked up, the loop goes on; then it sends.
+
+    A name that does not resolve is reported to on_error.
+    """
+    server, messages = server
+    slow = SlowResolver(f"slow-{os.getpid()}-{fails}.invalid", fails)
+    monkeypatch.setattr(socket, "gethostbyname", slow)
+    outcome = Outcome()
+    assert resolver_pool is loop.reactor.resolver
+    loop.call(lambda: send_message(loop.reactor, (slow.name, server.port),
+                                   encode({"n": 1}), on_sent=outcome.on_sent,
+                                   on_error=outcome.on_error))
+    # The loop runs this while the lookup is still waiting.
+    assert loop.call(lambda: not slow.done.is_set())
+    slow.release.set()
+    assert outcome.done.wait(WAIT)
+    if fails:
+        assert [type(error) for error in outcome.errors] == [socket.gaierror]
+        assert messages.empty()
+    else:
+        assert messages.get(timeout=WAIT) == {"n": 1}
+        assert outcome.sent == [True]

@@ -349,3 +349,34 @@ def redirect_temp(directory, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(directory))
     monkeypatch.setattr(tempfile, "tempdir", str(directory))
     return directory
+
+
+class SlowResolver:
+    """The system's resolver, but slow for one made-up host name.
+
+    A resolver that is slow to answer cannot be had on demand, so
+    `socket.gethostbyname` is wrapped: for `name` it waits until
+    `release` (then answers 127.0.0.1, or fails if `fails`), and says
+    when it started and when it is done; any other name goes to the real
+    resolver.
+    """
+
+    def __init__(self, name, fails=False):
+        """Hold lookups of `name` until released."""
+        self.name = name
+        self.fails = fails
+        self.release = threading.Event()
+        self.started = threading.Event()
+        self.done = threading.Event()
+        self.real = socket.gethostbyname
+
+    def __call__(self, host):
+        """Look `host` up: slowly, if it is the made-up name."""
+        if host != self.name:
+            return self.real(host)
+        self.started.set()
+        self.release.wait(WAIT)
+        self.done.set()
+        if self.fails:
+            raise socket.gaierror(socket.EAI_NONAME, "Name does not resolve")
+        return "127.0.0.1"

@@ -11,6 +11,7 @@ clients' queries (status, job following); the Scheduler owns the
 Workers, the job queue and the tasks; the History records what happens.
 """
 
+import concurrent.futures
 import dataclasses
 import tempfile
 import threading
@@ -118,6 +119,11 @@ class ManagerServer(Service):
         self.info.shared_dir = self.scheduler.shared_dir = shared
         self.history.record("manager_started", host=self.info.host,
                             port=tcp.port, shared_dir=shared)
+        # Workers name their hosts: a name is looked up off the loop.
+        self.reactor.resolver = concurrent.futures.ThreadPoolExecutor(
+            max_workers=2, thread_name_prefix=f"manager-{tcp.port}-resolve")
+        closing.callback(self.reactor.resolver.shutdown,
+                         cancel_futures=True)
         sweeper = threading.Thread(
             target=sweep.sweep, name=f"manager-{tcp.port}-sweep",
             args=(tempfile.gettempdir() if self.options.shared_dir is None

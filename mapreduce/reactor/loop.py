@@ -263,6 +263,10 @@ class Reactor:
     # reactor.net), set by the reactor's owner; None: the bytes go as
     # they are.
     envelope = None
+    # A concurrent.futures pool, set by the reactor's owner, where host
+    # names are looked up so that the loop never waits on the resolver
+    # (see reactor.net); None: looked up on the loop.
+    resolver = None
 
     def __init__(self, logger=None, clock=monotonic):
         """Create the selector and the self-pipe that wakes it up.

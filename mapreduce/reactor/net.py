@@ -41,18 +41,46 @@ _DATAGRAMS_PER_TURN = 64
 _CHUNK = 65536
 
 
-@functools.lru_cache(maxsize=256)
+# Host names and their IPv4 addresses, as answered by the resolver: the
+# newest RESOLVED_NAMES of them, kept for the life of the process.
+RESOLVED_NAMES = 256
+_resolved = {}
+
+
 def resolve(host):
     """Return the IPv4 address of `host`; raises OSError when unknown.
 
-    Answers are kept for the life of the process, so that a busy loop does
-    not ask the resolver again for every message. A name that cannot be a
-    host name at all (a NUL, a label too long for IDNA) is an OSError too.
+    Answers are kept, so that a busy loop does not ask the resolver again
+    for every message. A name that cannot be a host name at all (a NUL, a
+    label too long for IDNA) is an OSError too. This may block while the
+    resolver is asked: see `known_address`.
     """
+    address = _resolved.get(host)
+    if address is not None:
+        return address
     try:
-        return socket.gethostbyname(host)
+        address = socket.gethostbyname(host)
     except (TypeError, ValueError) as exc:
         raise OSError(f"bad host name {host[:80]!r}: {exc}") from exc
+    while len(_resolved) >= RESOLVED_NAMES:
+        _resolved.pop(next(iter(_resolved)), None)
+    _resolved[host] = address
+    return address
+
+
+def known_address(host):
+    """Return the IPv4 address of `host` if no resolver is needed, or None.
+
+    That is, when `host` is an address itself or its answer is kept.
+    """
+    address = _resolved.get(host)
+    if address is not None:
+        return address
+    try:
+        socket.inet_pton(socket.AF_INET, host)
+    except (OSError, TypeError, ValueError):
+        return None
+    return host
 
 
 def is_loopback(host):
@@ -521,10 +549,36 @@ class _Outbound:
         self.timer = None
 
     def start(self, address, timeout):
-        """Start connecting to `address` without blocking."""
+        """Start connecting to `address` without blocking.
+
+        A host name whose address is not known yet is looked up in the
+        reactor's resolver pool, when it has one, within the same time.
+        """
         reactor = self.reactor
         self.timer = reactor.call_later(timeout, self._fail, TimeoutError(
             f"no answer from {address[0]}:{address[1]} within {timeout:g}s"))
+        if reactor.resolver is None or known_address(address[0]):
+            self._connect(address)
+        else:
+            reactor.run_in_pool(
+                reactor.resolver, functools.partial(self._looked_up,
+                                                    address[1]),
+                resolve, address[0])
+
+    def _looked_up(self, port, future):
+        """Connect once the host's address is known; fail if it is not."""
+        if self.timer is None:
+            return  # Timed out meanwhile.
+        if future.cancelled():
+            self._fail(OSError("host name lookup cancelled"))
+        elif future.exception() is not None:
+            self._fail(future.exception())
+        else:
+            self._connect((future.result(), port))
+
+    def _connect(self, address):
+        """Start connecting to `address` (its host resolved or known)."""
+        reactor = self.reactor
         try:
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             self.sock.setblocking(False)
