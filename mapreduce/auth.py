@@ -47,6 +47,8 @@ _ENVELOPE_KEYS = ("message_type", "sender", "recipient", "time_ms", "nonce",
                   "message", "mac")
 
 _NONCE_BYTES = 16
+# An HMAC-SHA256 in hexadecimal.
+_MAC_LENGTH = 2 * hashlib.sha256().digest_size
 
 # JSON's string escaping, as `json.dumps` does it by default (ASCII only):
 # the short fields are put together with it, byte for byte what
@@ -278,6 +280,9 @@ def _envelope_fields(data):
     if len(nonce) != 2 * _NONCE_BYTES:
         raise AuthError("malformed signed message: 'nonce' has the wrong "
                         "length")
+    if not (obj["mac"].isascii() and len(obj["mac"]) == _MAC_LENGTH):
+        raise AuthError("malformed signed message: 'mac' is not an "
+                        "HMAC-SHA256 in hexadecimal")
     try:
         message = obj["message"].encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -322,19 +327,3 @@ def load_secret(path):
                           f"than {MIN_SECRET_BYTES}; make a longer one with "
                           f"{MAKE_SECRET_HINT}")
     return secret
-
-
-def secret_file_from_environment(environ=None):
-    """Return the path in MAPREDUCE_SECRET_FILE, or None if unset or empty."""
-    environ = os.environ if environ is None else environ
-    return environ.get(SECRET_FILE_VARIABLE) or None
-
-
-def authenticator_from_file(path, identity="", **options):
-    """Return an Authenticator with the secret at `path`, or None for None.
-
-    Raises SecretError (see `load_secret`). `options` go to Authenticator.
-    """
-    if path is None:
-        return None
-    return Authenticator(load_secret(path), identity, **options)

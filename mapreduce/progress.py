@@ -64,9 +64,11 @@ def success_lines(summary):
     ] + counter_lines(summary)
 
 
-def counters_inline(summary):
-    """Return a job's counters on one line, `group.name=N, ...`, or ''."""
-    counters = summary.get("counters") or {}
+def counters_inline(counters):
+    """Return counters (group -> name -> N) on one line, or ''.
+
+    As `group.name=N, ...`, sorted by group, then name.
+    """
     return ", ".join(f"{group}.{name}={amount}"
                      for group, names in sorted(counters.items())
                      for name, amount in sorted(names.items()))

@@ -55,8 +55,9 @@ def job_lines(status):
     if running is not None:
         lines.append(f"  {running['input_directory']} -> "
                      f"{running['output_directory']}")
-        if counters_inline(running):
-            lines.append(f"  counters: {counters_inline(running)}")
+        counters = counters_inline(running.get("counters") or {})
+        if counters:
+            lines.append(f"  counters: {counters}")
     lines.append(f"Queue: {len(status['queue'])}")
     lines += [f"  job {job['job_id']}: {job['input_directory']} -> "
               f"{job['output_directory']}" for job in status["queue"]]

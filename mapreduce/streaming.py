@@ -17,6 +17,7 @@ import re
 import click
 
 from mapreduce import client, defaults, protocol
+from mapreduce.manager.job import regular_files
 from mapreduce.manager.safety import output_problem
 from mapreduce.options import secret_file
 from mapreduce.submit import OneLineErrors, check_executable, fail, wait
@@ -147,8 +148,11 @@ def input_paths(paths):
     absolute, files = [], 0
     for path in paths:
         if os.path.isdir(path):
-            with os.scandir(path) as entries:
-                files += sum(1 for entry in entries if entry.is_file())
+            try:
+                files += len(regular_files(path))
+            except OSError as exc:
+                raise fail(f"cannot read input {path!r}: "
+                           f"{exc.strerror or exc}") from exc
         elif os.path.isfile(path):
             files += 1
         elif os.path.exists(path):

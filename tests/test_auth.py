@@ -232,6 +232,8 @@ def test_unsigned_is_refused(clock):
     ({"message": ["x"]}, "message"),
     ({"message": "\ud800"}, "message"),
     ({"mac": None}, "mac"),
+    ({"mac": "\u00e9" * 64}, "mac"),
+    ({"mac": "ab"}, "mac"),
     ({"sender": 1}, "sender"),
     ({"recipient": {}}, "recipient"),
 ])
@@ -406,22 +408,3 @@ def test_load_secret_refuses_what_is_not_a_readable_file(tmp_path):
         unreadable = write_secret(tmp_path, SECRET, 0o000, "unreadable")
         with pytest.raises(auth.SecretError, match="cannot read"):
             auth.load_secret(unreadable)
-
-
-def test_secret_file_from_environment():
-    """MAPREDUCE_SECRET_FILE names the file; unset or empty means none."""
-    assert auth.secret_file_from_environment({}) is None
-    assert auth.secret_file_from_environment(
-        {"MAPREDUCE_SECRET_FILE": ""}) is None
-    assert auth.secret_file_from_environment(
-        {"MAPREDUCE_SECRET_FILE": "/x/key"}) == "/x/key"
-
-
-def test_authenticator_from_file(tmp_path, clock):
-    """A secret file makes an Authenticator that opens what peers seal."""
-    assert auth.authenticator_from_file(None) is None
-    path = write_secret(tmp_path, SECRET + b"\n")
-    receiver = auth.authenticator_from_file(path, "manager", clock=clock)
-    sender, _ = pair(clock)
-    assert receiver.open(sender.seal(REGISTER)) == REGISTER
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600

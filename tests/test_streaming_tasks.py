@@ -25,6 +25,7 @@ from mapreduce.protocol import NewMapTask, NewReduceTask, Streaming
 from mapreduce.worker import decompress
 from mapreduce.worker import lines as lines_module
 from mapreduce.worker import streaming as streaming_module
+from mapreduce.worker.partition import EXTRA_NUMBERS
 from mapreduce.worker.streaming import Reporter
 from mapreduce.worker.tasks import (
     ProcessControl, TaskError, run_map, run_map_task, run_reduce,
@@ -368,6 +369,27 @@ for i, line in enumerate(sys.stdin):
                            streaming(partitioner=partitioner)))
     assert str(info.value).startswith(f"partitioner {partitioner} ")
     assert message in str(info.value)
+    assert_clean(out, local_tmp)
+
+
+@pytest.mark.timeout(60)  # What it checks, broken, is a hang.
+def test_partitioner_that_prints_for_ever_fails_the_task(
+        tmp_path, local_tmp, out):
+    """Numbers past the last line are counted up to a bound, not waited for:
+    the task fails, and the partitioner is stopped."""
+    partitioner = program(tmp_path, "forever.py", """
+import sys
+import tracemalloc
+sys.stdin.read()
+while True:
+    print(0)
+""")
+    inputs = make_inputs(tmp_path / "in", [b"a\t1\nb\t1\n"])
+    with pytest.raises(TaskError) as info:
+        run_map(NewMapTask(0, inputs, CAT, str(out), 2,
+                           streaming(partitioner=partitioner)))
+    assert (f"printed at least {2 + EXTRA_NUMBERS} partition numbers for 2 "
+            "lines") in str(info.value)
     assert_clean(out, local_tmp)
 
 

@@ -20,6 +20,7 @@ import time
 import typing
 
 from mapreduce import defaults, protocol
+from mapreduce.progress import counters_inline
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,9 +38,7 @@ class Kind:
 
 def counters_text(counters):
     """Return counters as `; counters: Group.name=3, ...`, or ''."""
-    shown = ", ".join(f"{group}.{name}={amount}"
-                      for group, names in sorted(counters.items())
-                      for name, amount in sorted(names.items()))
+    shown = counters_inline(counters)
     return f"; counters: {shown}" if shown else ""
 
 

@@ -212,11 +212,11 @@ class Job:
         directory's files.
         """
         if not self.streaming.input_paths:
-            return _regular_files(self.input_directory)
+            return regular_files(self.input_directory)
         files = []
         for path in self.streaming.input_paths:
             if os.path.isdir(path):
-                files.extend(_regular_files(path))
+                files.extend(regular_files(path))
             else:
                 files.append(path)
         return files
@@ -278,7 +278,7 @@ class Job:
                 f"num_reducers={self.num_reducers}{extra})")
 
 
-def _regular_files(directory):
+def regular_files(directory):
     """Return the paths of the regular files in `directory`, by name."""
     with os.scandir(directory) as entries:
         names = sorted(entry.name for entry in entries if entry.is_file())

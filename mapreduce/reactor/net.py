@@ -24,6 +24,7 @@ import functools
 import ipaddress
 import os
 import socket
+import threading
 import time
 import weakref
 
@@ -45,6 +46,9 @@ _CHUNK = 65536
 # newest RESOLVED_NAMES of them, kept for the life of the process.
 RESOLVED_NAMES = 256
 _resolved = {}
+# Lookups run on loops and in resolver pools at once: the cache changes
+# under this lock.
+_resolved_lock = threading.Lock()
 
 
 def resolve(host):
@@ -62,9 +66,10 @@ def resolve(host):
         address = socket.gethostbyname(host)
     except (TypeError, ValueError) as exc:
         raise OSError(f"bad host name {host[:80]!r}: {exc}") from exc
-    while len(_resolved) >= RESOLVED_NAMES:
-        _resolved.pop(next(iter(_resolved)), None)
-    _resolved[host] = address
+    with _resolved_lock:
+        while len(_resolved) >= RESOLVED_NAMES:
+            _resolved.pop(next(iter(_resolved)), None)
+        _resolved[host] = address
     return address
 
 

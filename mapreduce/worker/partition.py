@@ -37,6 +37,18 @@ class PartitionCountError(PartitionNumberError):
     """A partitioner printed fewer or more numbers than there are lines."""
 
 
+class TooManyNumbers(PartitionCountError):
+    """A partitioner printed more numbers than there are lines.
+
+    It may still be printing: at most EXTRA_NUMBERS more are read.
+    """
+
+
+# How many numbers past the last line are read, to say how many there
+# are: a partitioner that prints for ever is not waited for.
+EXTRA_NUMBERS = 1 << 16
+
+
 CACHE_ENTRIES = 5400
 CACHE_BYTES = 1 << 17
 
@@ -164,8 +176,9 @@ def partition_by_numbers(stream, numbers, outputs):
     each an integer from 0 to len(outputs) - 1 (as `int` reads it, so
     spaces around it are allowed). Both are read a block at a time.
     Raises PartitionNumberError, saying which line and why, on the first
-    bad number, or PartitionCountError once both are read to their ends
-    when there are fewer or more numbers than lines.
+    bad number, or PartitionCountError when there are fewer numbers than
+    lines (both read to their ends), or TooManyNumbers when there are
+    more (at most EXTRA_NUMBERS more read).
     """
     parts = itertools.chain.from_iterable(line_blocks(numbers))
     done = 0
@@ -181,10 +194,11 @@ def partition_by_numbers(stream, numbers, outputs):
                           outputs)
         done += len(lines)
         del lines
-    extra = sum(1 for _ in parts)
+    extra = sum(1 for _ in itertools.islice(parts, EXTRA_NUMBERS))
     if extra:
-        raise PartitionCountError(
-            f"printed {done + extra} partition numbers for {done} lines")
+        more = "at least " if extra == EXTRA_NUMBERS else ""
+        raise TooManyNumbers(f"printed {more}{done + extra} partition "
+                             f"numbers for {done} lines")
 
 
 def _checked(given, num_partitions, done):

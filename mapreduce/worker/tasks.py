@@ -26,8 +26,8 @@ from mapreduce.worker import decompress
 from mapreduce.worker.lines import copy_with_newline, in_byte_order
 from mapreduce.worker.merge import merge_lines
 from mapreduce.worker.partition import (
-    PartitionCountError, PartitionNumberError, partition_by_numbers,
-    partition_stream,
+    PartitionCountError, PartitionNumberError, TooManyNumbers,
+    partition_by_numbers, partition_stream,
 )
 from mapreduce.worker.placing import (
     OutputDirectory, local_dir, move_into, open_input,
@@ -284,6 +284,9 @@ def _map_by_partitioner(paths, task, control, programs):
             try:
                 partition_by_numbers(lines, child.stdout, outputs)
                 mismatch = None
+            except TooManyNumbers as exc:
+                # It may print for ever: leaving the block kills it.
+                raise TaskError(f"partitioner {partitioner} {exc}") from exc
             except PartitionCountError as exc:
                 mismatch = exc  # Its exit status may say why: first that.
             except PartitionNumberError as exc:
