@@ -4,7 +4,6 @@ import hashlib
 import hmac
 import json
 import os
-import stat
 import time
 
 import pytest

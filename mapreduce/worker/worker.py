@@ -477,9 +477,13 @@ class WorkerServer(Service):
             return
         self.tasks.run(msg, run_reduce, (msg,), self._task_done)
 
-    def _refuse(self, msg, reason):
-        """Report at once that task `msg` fails for `reason`."""
-        self.log.error("Task %d failed: %s", msg.task_id, reason)
+    def _refuse(self, msg, reason, exc=None):
+        """Log that task `msg` fails for `reason`; tell the Manager.
+
+        `exc`, an exception no one expected, is logged with its traceback.
+        """
+        self.log.error("Task %d failed: %s", msg.task_id, reason,
+                       exc_info=exc)
         self.link.send(protocol.TaskFailed(
             task_id=msg.task_id, worker_host=self.address.host,
             worker_port=self.address.port, error=reason,
@@ -500,16 +504,9 @@ class WorkerServer(Service):
                 assignment=msg.assignment))
             return
         if isinstance(exc, TaskError):
-            error = str(exc)
-            self.log.error("Task %d failed: %s", msg.task_id, error)
+            self._refuse(msg, str(exc))
         else:
-            error = f"{type(exc).__name__}: {exc}"
-            self.log.error("Task %d failed: %s", msg.task_id, error,
-                           exc_info=exc)
-        self.link.send(protocol.TaskFailed(
-            task_id=msg.task_id, worker_host=self.address.host,
-            worker_port=self.address.port, error=error,
-            assignment=msg.assignment))
+            self._refuse(msg, f"{type(exc).__name__}: {exc}", exc)
 
 
 class Worker(WorkerServer):
