@@ -166,18 +166,25 @@ def _map_into(paths, task, control, programs):
         outputs = [stack.enter_context(open(path, "wb", buffer_size))
                    for path in paths]
         for input_path in task.input_paths:
-            _map_one_input(task.executable, input_path, outputs, control,
-                           programs)
+            _run_mapper(task, input_path, (control, programs),
+                        subprocess.PIPE, lambda mapped: partition_stream(
+                            mapped, outputs, len(outputs)))
 
 
-def _map_one_input(executable, input_path, outputs, control, programs):
-    """Pipe one input file through the mapper into the partition files."""
+def _run_mapper(task, input_path, runners, stdout, consume=None):
+    """Run `task`'s mapper over one input file, its output to `stdout`.
+
+    `runners` is (ProcessControl, Programs). `stdout` is a file, or
+    subprocess.PIPE with `consume(pipe)` reading the pipe meanwhile.
+    """
+    control, programs = runners
     with _mapper_input(input_path, control) as stdin:
-        with control.running([executable], stdin=stdin,
-                             stdout=subprocess.PIPE, bufsize=0,
-                             **programs.popen_args(input_path)) as child:
+        with control.running([task.executable], stdin=stdin, stdout=stdout,
+                             bufsize=0, **programs.popen_args(input_path)
+                             ) as child:
             stdin.close()  # The mapper has it; if it stops, so does input.
-            partition_stream(child.stdout, outputs, len(outputs))
+            if consume is not None:
+                consume(child.stdout)
             status = control.wait(child)
     control.check_exit(child, status, input_path)
 
@@ -214,14 +221,7 @@ def _map_to_file(path, task, control, programs):
     """
     with open(path, "w+b", buffering=0) as output:
         for input_path in task.input_paths:
-            with _mapper_input(input_path, control) as stdin:
-                with control.running([task.executable], stdin=stdin,
-                                     stdout=output,
-                                     **programs.popen_args(input_path)
-                                     ) as child:
-                    stdin.close()
-                    status = control.wait(child)
-            control.check_exit(child, status, input_path)
+            _run_mapper(task, input_path, (control, programs), output)
             _end_with_newline(output)
 
 
@@ -304,11 +304,8 @@ def _combine_files(paths, combiner, control, programs):
     Its output replaces the file, sorted again with `sort` unless it came
     out in order. A few combiners run at a time.
     """
-    waiting = [path for path in paths if os.path.getsize(path) > 0]
     out_of_order = []
-    while waiting:
-        batch, waiting = (waiting[:SORT_PARALLELISM],
-                          waiting[SORT_PARALLELISM:])
+    for batch in _batches(paths):
         with contextlib.ExitStack() as stack:
             running = []
             for path in batch:
@@ -333,13 +330,10 @@ def _combine_files(paths, combiner, control, programs):
 
 def _sort_files(paths, control):
     """Sort each non-empty file in place with `sort`, a few at a time."""
-    waiting = [path for path in paths if os.path.getsize(path) > 0]
     # Taken now, not at import: the caller's environment of the moment
     # (TMPDIR, PATH), with the byte-order locale on top.
     env = {**os.environ, "LC_ALL": "C"}
-    while waiting:
-        batch, waiting = (waiting[:SORT_PARALLELISM],
-                          waiting[SORT_PARALLELISM:])
+    for batch in _batches(paths):
         with contextlib.ExitStack() as stack:
             running = [(path, stack.enter_context(control.running(
                 ["sort", "-o", path, path], env=env,
@@ -352,6 +346,13 @@ def _sort_files(paths, control):
                         f"sort failed on {os.path.basename(path)} with "
                         f"status {status}: "
                         f"{control.stderr_tail(child)[-500:]}")
+
+
+def _batches(paths):
+    """Yield the non-empty files of `paths`, SORT_PARALLELISM at a time."""
+    waiting = [path for path in paths if os.path.getsize(path) > 0]
+    for start in range(0, len(waiting), SORT_PARALLELISM):
+        yield waiting[start:start + SORT_PARALLELISM]
 
 
 def _reduce_into(output, inputs, task, control, programs):
