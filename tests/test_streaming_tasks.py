@@ -779,6 +779,33 @@ def test_compressed_input_equals_its_plain_twin(tmp_path, local_tmp):
     assert not any(local_tmp.iterdir())
 
 
+@pytest.mark.parametrize("record", [None, "combiner", "partitioner"])
+def test_a_task_keeps_no_child_it_is_done_with(tmp_path, local_tmp, record):
+    """Each child's stderr is let go once it is judged: a map task over
+    many inputs (compressed too) and its sorts, combiner or partitioner,
+    then a reduce task, keep none at their ends."""
+    plain, gz, bz = compressed_twins(tmp_path)
+    inputs = (plain + gz + bz) * 4
+    extras = {"combiner": {"combiner": str(WC_REDUCE)},
+              "partitioner": {"partitioner": program(
+                  tmp_path, "zero.py", "import sys\nfor _ in sys.stdin:\n"
+                                       "    print(0)\n")}}
+    out = tmp_path / "out"
+    out.mkdir()
+    control = ProcessControl(logging.getLogger(__name__))
+    record_ = None if record is None else streaming(**extras[record])
+    map_task = (NewMapTask(0, inputs, str(WC_MAP), str(out), 2)
+                if record_ is None else
+                NewMapTask(0, inputs, str(WC_MAP), str(out), 2, record_))
+    run_map(map_task, control=control)
+    assert control.followed == 0
+    run_reduce(NewReduceTask(0, str(WC_REDUCE),
+                             [str(out / "maptask00000-part00000")],
+                             str(out)), control=control)
+    assert control.followed == 0
+    assert not any(local_tmp.iterdir())
+
+
 def test_compressed_input_in_a_map_only_task(tmp_path, local_tmp, out):
     """Streaming and map-only: the mapper still reads the decompressed text;
     map_input_file names the compressed file."""

@@ -121,14 +121,30 @@ class ProcessControl:
         stderr = self._stderr.get(child)
         return stderr.tail() if stderr is not None else ""
 
+    def forget(self, child):
+        """Let go of `child`'s stderr, once it is waited for and read.
+
+        A task may run thousands of children (a mapper per input file):
+        what each wrote is kept only until it is judged.
+        """
+        with self._lock:
+            self._stderr.pop(child, None)
+
+    @property
+    def followed(self):
+        """Return how many children's stderr this task still keeps."""
+        with self._lock:
+            return len(self._stderr)
+
     def check_exit(self, child, status, what):
         """Log `child`'s stderr tail; raise TaskError unless it exited 0.
 
         `status` is what `wait` returned; `what` names the work the child
-        did, for the messages.
+        did, for the messages. The child is forgotten after.
         """
         executable = child.args[0]
         tail = self.stderr_tail(child)
+        self.forget(child)
         failure = exit_failure(status)
         if failure is None:
             if tail:

@@ -208,8 +208,9 @@ def _mapper_input(input_path, control):
             stream.close()
             yield child.stdout
             status = control.wait(child)
+        why = control.stderr_tail(child) or exit_failure(status)
+        control.forget(child)
         if status != 0:
-            why = control.stderr_tail(child) or exit_failure(status)
             raise TaskError(f"cannot read input {input_path}: {why}")
 
 
@@ -346,6 +347,7 @@ def _sort_files(paths, control):
                         f"sort failed on {os.path.basename(path)} with "
                         f"status {status}: "
                         f"{control.stderr_tail(child)[-500:]}")
+                control.forget(child)
 
 
 def _batches(paths):
