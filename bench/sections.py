@@ -48,6 +48,15 @@ class Context:
         os.makedirs(path)
         return path
 
+    def corpus(self, opts, size_mb):
+        """Make (or reuse) the corpus of `size_mb` MB; return its directory.
+
+        `opts` gives its number of files and seed.
+        """
+        paths = make_corpus(self.path(f"input-{size_mb:g}mb"), size_mb,
+                            opts.files, opts.seed)
+        return os.path.dirname(paths[0])
+
     def cluster(self, name, signed=False):
         """Start a Manager and two Workers in a fresh directory.
 
@@ -84,9 +93,7 @@ class JobRunner:
 
 def throughput(opts, ctx):
     """Word count on the corpus: cluster vs pipeline vs madoop."""
-    paths = make_corpus(ctx.path(f"input-{opts.size_mb:g}mb"), opts.size_mb,
-                        opts.files, opts.seed)
-    input_dir = os.path.dirname(paths[0])
+    input_dir = ctx.corpus(opts, opts.size_mb)
     out = ctx.fresh_dir("out-throughput")
     with ctx.cluster("throughput") as cluster:
         runner = JobRunner(cluster)
@@ -168,9 +175,7 @@ def memory(opts, ctx):
     sizes = [opts.size_mb] + ([] if opts.skip_large else [opts.size_mb * 4])
     results = {}
     for size in sizes:
-        paths = make_corpus(ctx.path(f"input-{size:g}mb"), size, opts.files,
-                            opts.seed)
-        input_dir = os.path.dirname(paths[0])
+        input_dir = ctx.corpus(opts, size)
         output = ctx.path("out-memory")
         with ctx.cluster("memory") as cluster:
             seconds = JobRunner(cluster).run(input_dir, output, mapper,

@@ -22,7 +22,6 @@ import time
 from bench.baselines import (
     CAT, EXECUTABLES, check_equal, medians, time_baselines,
 )
-from bench.corpus import make_corpus
 from mapreduce.localcluster import command
 
 MAPPERS = 4
@@ -51,9 +50,7 @@ def part_bytes(directory):
 
 def combiner(opts, ctx):
     """Word count with a combiner: cluster vs pipeline vs madoop."""
-    paths = make_corpus(ctx.path(f"input-{opts.size_mb:g}mb"), opts.size_mb,
-                        opts.files, opts.seed)
-    input_dir = os.path.dirname(paths[0])
+    input_dir = ctx.corpus(opts, opts.size_mb)
     out = ctx.fresh_dir("out-combiner")
     with ctx.cluster("combiner") as cluster:
         return {kind: _combiner_of(opts, ctx, cluster, kind,
